@@ -1,0 +1,5 @@
+//! gcm-ccs: a Google Cloud Messaging CCS (XMPP) client with HTTP fallback and a local emulator.
+
+pub mod error;
+pub mod response;
+pub mod wire;

@@ -1,0 +1,6 @@
+//! The wire format, shared by the client and the emulator so the two cannot drift:
+//! incremental framing of an XMPP stream into [`Frame`]s, and writers for every stanza we emit.
+
+pub mod frame;
+
+pub use frame::*;
