@@ -1,5 +1,48 @@
-//! gcm-ccs: a Google Cloud Messaging CCS (XMPP) client with HTTP fallback and a local emulator.
+//! # gcm-ccs
+//!
+//! A client for Google Cloud Messaging's XMPP Cloud Connection Server (CCS, later FCM's
+//! "legacy XMPP"), with a local TLS emulator.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcm_ccs::{Client, Config, Credentials, Message};
+//!
+//! let client = Client::connect(Config::new(Credentials::new("123456789012", "AIza…"))).await?;
+//! let msg = Message::to("device-token").data("score", "3x1").time_to_live(600).build()?;
+//! let ack = client.send(msg).await?;
+//! if let Some(token) = ack.registration_id {
+//!     println!("store the canonical token {token}");
+//! }
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Layers, bottom up: [`wire`] (XML framing for both roles), `session` (negotiation),
+//! `window` (in-flight bookkeeping), `connection` (reader/writer tasks), `driver` (the one
+//! task owning all state), [`Client`] (the facade), [`events`].
 
+mod backoff;
+mod client;
+pub mod config;
+mod connection;
+mod driver;
 pub mod error;
+pub mod events;
+pub mod message;
 pub mod response;
+mod session;
+mod stats;
+mod tls;
 pub mod wire;
+mod window;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
+
+pub use client::{Client, PendingAck};
+pub use config::{Config, Credentials, Endpoint, ReconnectPolicy, RetryPolicy, ServerKey, Trust};
+pub use error::{ConnectError, SendError, ValidationError, WireError};
+pub use events::{ConnId, Event, Events};
+pub use message::{Message, MessageBuilder, Notification, Priority, Target};
+pub use response::{Ack, Control, Inbound, Nack, NackCode, Receipt, StanzaError, Upstream};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,266 @@
+//! One authenticated connection at run time: a reader task (frames → typed inbound, acks for
+//! upstream and receipts, answers to server iqs) and a writer task (the only writer, so
+//! stanzas never interleave; it coalesces queued stanzas into one write).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
+use tracing::{debug, trace, warn};
+
+use crate::config::Config;
+use crate::error::ConnectError;
+use crate::events::{ConnId, Event};
+use crate::response::{self, Inbound};
+use crate::session::{self, Established, Negotiation};
+use crate::wire::{self, Activity, Element, Frame, FrameReader};
+
+type Stream = TlsStream<TcpStream>;
+
+/// Largest batch the writer coalesces into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// What the writer task is asked to put on the wire.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One complete stanza.
+    Stanza(Bytes),
+    /// `</stream:stream>`: we are closing.
+    Close,
+}
+
+/// What connection tasks report to the driver.
+pub(crate) enum ConnEvent {
+    Established { conn: ConnId, link: Link },
+    ConnectFailed { conn: ConnId, error: ConnectError },
+    Inbound { conn: ConnId, inbound: Inbound },
+    Closed { conn: ConnId, reason: String },
+}
+
+/// The driver's handle on a running connection. Dropping it stops the reader and lets the
+/// writer flush and shut the stream down.
+pub(crate) struct Link {
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    pub activity: Activity,
+    pub jid: String,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Link {
+    /// Queues a stanza; false if the writer is gone (the close event is on its way).
+    pub fn send(&self, stanza: Bytes) -> bool {
+        self.tx.send(Outbound::Stanza(stanza)).is_ok()
+    }
+}
+
+/// TLS connect plus XMPP negotiation.
+pub(crate) async fn establish(
+    cfg: &Config,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Established<ReadHalf<Stream>, WriteHalf<Stream>>, ConnectError> {
+    let stream = crate::tls::connect(cfg, tls).await?;
+    let (r, w) = tokio::io::split(stream);
+    let reader = FrameReader::new(r, cfg.limits.clone());
+    let negotiation = Negotiation {
+        credentials: &cfg.credentials,
+        stream_to: &cfg.stream_to,
+        resource: cfg.resource.as_deref(),
+        step_timeout: cfg.handshake_timeout,
+    };
+    session::negotiate(reader, w, &negotiation).await
+}
+
+/// Spawns a task that waits `delay`, connects, and reports the outcome as a [`ConnEvent`].
+pub(crate) fn spawn_connect(
+    conn: ConnId,
+    delay: std::time::Duration,
+    cfg: Arc<Config>,
+    tls: Arc<rustls::ClientConfig>,
+    events: mpsc::UnboundedSender<ConnEvent>,
+    app: broadcast::Sender<Event>,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let report = match establish(&cfg, tls).await {
+            Ok(est) => ConnEvent::Established {
+                conn,
+                link: start(conn, est, events.clone(), app),
+            },
+            Err(error) => ConnEvent::ConnectFailed { conn, error },
+        };
+        let _ = events.send(report);
+    });
+}
+
+/// Starts the reader and writer tasks of an established session.
+pub(crate) fn start<R, W>(
+    conn: ConnId,
+    est: Established<R, W>,
+    events: mpsc::UnboundedSender<ConnEvent>,
+    app: broadcast::Sender<Event>,
+) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let activity = est.reader.activity();
+    tokio::spawn(write_loop(conn, est.writer, rx, events.clone()));
+    let reader = tokio::spawn(read_loop(conn, est.reader, tx.clone(), events, app));
+    Link {
+        tx,
+        activity,
+        jid: est.jid,
+        reader,
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: ConnId,
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    events: mpsc::UnboundedSender<ConnEvent>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut open = true;
+    while let Some(first) = rx.recv().await {
+        push(&mut batch, first, &mut open);
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => push(&mut batch, more, &mut open),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        trace!(conn, bytes = batch.len(), "write");
+        let written = async {
+            w.write_all(&batch).await?;
+            w.flush().await
+        };
+        if let Err(e) = written.await {
+            let _ = events.send(ConnEvent::Closed {
+                conn,
+                reason: format!("write failed: {e}"),
+            });
+            return;
+        }
+        batch.clear();
+    }
+    let _ = w.shutdown().await;
+}
+
+fn push(batch: &mut Vec<u8>, item: Outbound, open: &mut bool) {
+    if !*open {
+        return;
+    }
+    match item {
+        Outbound::Stanza(s) => batch.extend_from_slice(&s),
+        Outbound::Close => {
+            batch.extend_from_slice(wire::write::STREAM_CLOSE);
+            *open = false;
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: ConnId,
+    mut reader: FrameReader<R>,
+    tx: mpsc::UnboundedSender<Outbound>,
+    events: mpsc::UnboundedSender<ConnEvent>,
+    app: broadcast::Sender<Event>,
+) {
+    let reason = loop {
+        let frame = match reader.next_frame().await {
+            Ok(f) => f,
+            Err(e) => break e.to_string(),
+        };
+        match frame {
+            Frame::Message(m) => {
+                let inbound = response::classify(&m);
+                if let Some(inbound) = deliver_upstream(conn, inbound, &tx, &app)
+                    && events.send(ConnEvent::Inbound { conn, inbound }).is_err()
+                {
+                    return;
+                }
+            }
+            Frame::Element(e) if e.is(wire::NS_STREAMS, "error") => {
+                break session::stream_error(&e).to_string();
+            }
+            Frame::Element(e) if e.is(wire::NS_CLIENT, "iq") => answer_iq(&e, &tx),
+            Frame::Element(e) => debug!(conn, element = %e.name, "ignoring element"),
+            Frame::StreamClose => {
+                let _ = tx.send(Outbound::Close);
+                break "the server closed the stream".to_owned();
+            }
+            Frame::StreamOpen(_) => break "unexpected stream restart".to_owned(),
+        }
+    };
+    let _ = events.send(ConnEvent::Closed { conn, reason });
+}
+
+/// Acks upstream messages and receipts on this connection and publishes them; returns
+/// everything else for the driver.
+fn deliver_upstream(
+    conn: ConnId,
+    inbound: Inbound,
+    tx: &mpsc::UnboundedSender<Outbound>,
+    app: &broadcast::Sender<Event>,
+) -> Option<Inbound> {
+    let (ack, event) = match inbound {
+        Inbound::Upstream(u) => (
+            u.ack_json(),
+            Event::Upstream {
+                conn,
+                message: Arc::new(u),
+            },
+        ),
+        Inbound::Receipt(r) => (
+            r.ack_json(),
+            Event::Receipt {
+                conn,
+                receipt: Arc::new(r),
+            },
+        ),
+        Inbound::Ignored(why) => {
+            debug!(conn, %why, "ignoring inbound message");
+            return None;
+        }
+        other => return Some(other),
+    };
+    let mut buf = Vec::with_capacity(ack.len() + 64);
+    match wire::write::gcm_message(&mut buf, "", &ack) {
+        Ok(()) => {
+            let _ = tx.send(Outbound::Stanza(buf.into()));
+        }
+        Err(e) => warn!(conn, error = %e, "cannot encode upstream ack"),
+    }
+    let _ = app.send(event);
+    None
+}
+
+/// Answers server iqs: pings get a result, other gets/sets `service-unavailable` (RFC 6120).
+fn answer_iq(iq: &Element, tx: &mpsc::UnboundedSender<Outbound>) {
+    let mut buf = Vec::new();
+    match iq.attr("type") {
+        Some("get") if iq.child(wire::NS_PING, "ping").is_some() => {
+            wire::write::iq_result(&mut buf, iq.attr("id"), None)
+        }
+        Some("get" | "set") => {
+            wire::write::iq_error(&mut buf, iq.attr("id"), "cancel", "service-unavailable")
+        }
+        _ => return, // results (our pongs) and errors need no answer
+    }
+    let _ = tx.send(Outbound::Stanza(buf.into()));
+}

@@ -1,0 +1,547 @@
+//! One emulated CCS connection: TLS accept, server-role negotiation, then downstream
+//! handling (validate, script, reply), client acks, iqs, drains and drops.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::script::{OverLimit, Reply};
+use super::{ConnCtl, ConnState, Out, Shared};
+use crate::config::GCM_DOMAIN;
+use crate::error::WireError;
+use crate::message::Message;
+use crate::wire::{self, Element, Frame, FrameReader, MessageStanza, write};
+
+type Tx = mpsc::UnboundedSender<Out>;
+
+/// Serves one TCP connection until it ends.
+pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream) {
+    shared.rec.connections_accepted.fetch_add(1, Relaxed);
+    let tls = match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        _ => return,
+    };
+    let (r, w) = tokio::io::split(tls);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = shared.next_id.fetch_add(1, Relaxed);
+    let state = Arc::new(ConnState::default());
+    let reader = FrameReader::new(r, shared.limits.clone());
+    let keepalive = shared.script().faults.keepalive();
+    let read_task = tokio::spawn(read_side(shared.clone(), id, reader, tx, state));
+    write_side(w, rx, read_task.abort_handle(), keepalive).await;
+    read_task.abort();
+    if shared.conns().remove(&id).is_some() {
+        shared.rec.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn write_side<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    reader: AbortHandle,
+    keepalive: Option<Duration>,
+) {
+    let period = keepalive.unwrap_or(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = tick.tick(), if keepalive.is_some() => Some(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec())),
+        };
+        let Some(first) = item else { break };
+        let mut end = collect(&mut buf, first);
+        while end.is_none() && buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => end = collect(&mut buf, more),
+                Err(_) => break,
+            }
+        }
+        if matches!(end, Some(Out::Drop)) {
+            reader.abort();
+            return;
+        }
+        if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
+            reader.abort();
+            return;
+        }
+        buf.clear();
+        if end.is_some() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Appends bytes to the batch; returns the item if it ends the connection.
+fn collect(buf: &mut Vec<u8>, item: Out) -> Option<Out> {
+    match item {
+        Out::Bytes(b) => {
+            buf.extend_from_slice(&b);
+            None
+        }
+        Out::Close => {
+            buf.extend_from_slice(write::STREAM_CLOSE);
+            Some(Out::Close)
+        }
+        end => Some(end),
+    }
+}
+
+fn send(tx: &Tx, build: impl FnOnce(&mut Vec<u8>)) {
+    let mut buf = Vec::with_capacity(256);
+    build(&mut buf);
+    let _ = tx.send(Out::Bytes(buf));
+}
+
+/// Why the negotiation ended without a bound session.
+enum HandshakeEnd {
+    /// The stream is finished; the writer has been told how to end it.
+    Closed,
+}
+
+async fn read_side<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    id: u64,
+    mut reader: FrameReader<R>,
+    tx: Tx,
+    state: Arc<ConnState>,
+) {
+    let negotiated =
+        tokio::time::timeout(shared.handshake_timeout, negotiate(&shared, &mut reader, &tx)).await;
+    let (sender_id, jid) = match negotiated {
+        Ok(Ok(bound)) => bound,
+        Ok(Err(HandshakeEnd::Closed)) => return,
+        Err(_) => {
+            send(&tx, |b| write::stream_error(b, "connection-timeout", None));
+            let _ = tx.send(Out::Close);
+            return;
+        }
+    };
+    shared.rec.connections_authenticated.fetch_add(1, Relaxed);
+    shared.rec.connections_open.fetch_add(1, Relaxed);
+    shared.conns().insert(
+        id,
+        ConnCtl {
+            sender_id: sender_id.clone(),
+            out: tx.clone(),
+            state: state.clone(),
+        },
+    );
+    // Observed: one whitespace keepalive right after binding.
+    let _ = tx.send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
+    let ctx = Ctx {
+        shared,
+        tx,
+        state,
+        sender_id,
+        jid,
+    };
+    loop {
+        match reader.next_frame().await {
+            Ok(Frame::Message(m)) => ctx.on_message(m),
+            Ok(Frame::Element(e)) if e.is(wire::NS_CLIENT, "iq") => ctx.on_iq(&e),
+            Ok(Frame::Element(_)) => {} // presence and anything else: ignored (§3.8)
+            Ok(Frame::StreamClose) => {
+                let _ = ctx.tx.send(Out::Close);
+                return;
+            }
+            Ok(Frame::StreamOpen(_)) => return ctx.stream_error("invalid-xml"),
+            Err(e) => return ctx.read_error(&e),
+        }
+    }
+}
+
+/// Server side of §3; returns the sender id and bound JID.
+async fn negotiate<R: AsyncRead + Unpin>(
+    shared: &Shared,
+    reader: &mut FrameReader<R>,
+    tx: &Tx,
+) -> Result<(String, String), HandshakeEnd> {
+    let header = expect_open(reader, tx).await?;
+    send(tx, |b| {
+        write::server_stream_header(b, header.to.as_deref().unwrap_or(GCM_DOMAIN), &stream_id());
+        write::sasl_features(b, &["X-OAUTH2", "X-GOOGLE-TOKEN", "PLAIN"]);
+    });
+    let auth = expect_element(reader, tx).await?;
+    let sender_id = match authenticate(shared, &auth) {
+        Ok(sid) => sid,
+        Err(reply) => {
+            shared.rec.auth_failures.fetch_add(1, Relaxed);
+            let _ = tx.send(Out::Bytes(reply));
+            let _ = tx.send(Out::Close);
+            return Err(HandshakeEnd::Closed);
+        }
+    };
+    send(tx, write::sasl_success);
+    let header = expect_open(reader, tx).await?;
+    send(tx, |b| {
+        write::server_stream_header(b, header.to.as_deref().unwrap_or(GCM_DOMAIN), &stream_id());
+        write::bind_session_features(b);
+    });
+    loop {
+        let iq = expect_element(reader, tx).await?;
+        if let Some(bind) = iq.child(wire::NS_BIND, "bind") {
+            let resource = bind
+                .child(wire::NS_BIND, "resource")
+                .map_or("", |r| r.text.trim());
+            let jid = format!("{sender_id}@{GCM_DOMAIN}/{resource}{:08X}", rand::random::<u32>());
+            send(tx, |b| write::iq_bind_result(b, iq.attr("id"), &jid));
+            return Ok((sender_id, jid));
+        }
+        answer_iq(tx, &iq);
+    }
+}
+
+fn stream_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+async fn expect_open<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: &Tx,
+) -> Result<wire::StreamHeader, HandshakeEnd> {
+    match reader.next_frame().await {
+        Ok(Frame::StreamOpen(h)) => Ok(h),
+        Ok(_) => Err(fail(tx, "invalid-xml")),
+        Err(e) => Err(fail(tx, condition_for(&e))),
+    }
+}
+
+async fn expect_element<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    tx: &Tx,
+) -> Result<Element, HandshakeEnd> {
+    match reader.next_frame().await {
+        Ok(Frame::Element(e)) => Ok(e),
+        Ok(Frame::StreamClose) => {
+            let _ = tx.send(Out::Close);
+            Err(HandshakeEnd::Closed)
+        }
+        Ok(_) => Err(fail(tx, "not-authorized")),
+        Err(e) => Err(fail(tx, condition_for(&e))),
+    }
+}
+
+fn condition_for(e: &WireError) -> &'static str {
+    match e {
+        WireError::TooLarge { .. } | WireError::TooDeep { .. } => "policy-violation",
+        WireError::Eof { .. } | WireError::Io(_) => "",
+        _ => "invalid-xml",
+    }
+}
+
+/// Sends a stream error (unless the peer is simply gone) and ends the stream.
+fn fail(tx: &Tx, condition: &str) -> HandshakeEnd {
+    if condition.is_empty() {
+        let _ = tx.send(Out::Finish);
+    } else {
+        send(tx, |b| write::stream_error(b, condition, None));
+        let _ = tx.send(Out::Close);
+    }
+    HandshakeEnd::Closed
+}
+
+/// Checks a SASL `<auth>`; on refusal returns the bytes to send.
+fn authenticate(shared: &Shared, auth: &Element) -> Result<String, Vec<u8>> {
+    let failure = |condition: &str| {
+        let mut b = Vec::new();
+        write::sasl_failure(&mut b, condition);
+        b
+    };
+    if !auth.is(wire::NS_SASL, "auth") {
+        return Err(failure("not-authorized"));
+    }
+    if auth.attr("mechanism") != Some("PLAIN") {
+        return Err(failure("invalid-mechanism"));
+    }
+    let creds = wire::sasl::decode_plain(auth.text.trim()).map_err(|_| failure("incorrect-encoding"))?;
+    let (sender_id, domain) = creds
+        .authcid
+        .split_once('@')
+        .ok_or_else(|| failure("not-authorized"))?;
+    let domain_ok = domain == GCM_DOMAIN || domain == "fcm.googleapis.com";
+    let authzid_ok = creds.authzid.is_empty() || creds.authzid == creds.authcid;
+    let known = shared
+        .credentials
+        .iter()
+        .any(|c| c.sender_id == sender_id && c.server_key.expose() == creds.password);
+    if !(domain_ok && authzid_ok && known) {
+        return Err(failure("not-authorized"));
+    }
+    let rejected = shared
+        .auth_rejections
+        .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    if rejected {
+        return Err(failure("not-authorized"));
+    }
+    if let Some(max) = shared.script().faults.max_connections_per_sender {
+        let open = shared
+            .conns()
+            .values()
+            .filter(|c| c.sender_id == sender_id)
+            .count();
+        if open >= max {
+            let mut b = Vec::new();
+            write::stream_error(&mut b, "policy-violation", Some("too many connections for this sender"));
+            return Err(b);
+        }
+    }
+    Ok(sender_id.to_owned())
+}
+
+/// Answers an iq: bind/session/ping get results, other gets/sets `service-unavailable`.
+fn answer_iq(tx: &Tx, iq: &Element) {
+    let id = iq.attr("id");
+    match iq.attr("type") {
+        Some("set") if iq.child(wire::NS_SESSION, "session").is_some() => {
+            send(tx, |b| write::iq_result(b, id, None))
+        }
+        Some("get") if iq.child(wire::NS_PING, "ping").is_some() => {
+            send(tx, |b| write::iq_result(b, id, Some(GCM_DOMAIN)))
+        }
+        Some("get" | "set") => send(tx, |b| write::iq_error(b, id, "cancel", "service-unavailable")),
+        _ => {}
+    }
+}
+
+/// Starts draining a connection: announce, nack new messages, close after `close_after`.
+pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl, close_after: Duration) {
+    if ctl.state.draining.swap(true, Relaxed) {
+        return;
+    }
+    shared.rec.drains.fetch_add(1, Relaxed);
+    send(&ctl.out, |b| {
+        let _ = write::gcm_server_message(
+            b,
+            r#"{"message_type":"control","control_type":"CONNECTION_DRAINING"}"#,
+        );
+    });
+    let out = ctl.out.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(close_after).await;
+        let _ = out.send(Out::Close);
+    });
+}
+
+/// Sends an upstream-shaped message (upstream or receipt) and records it as pending.
+pub(crate) fn send_upstream(shared: &Shared, ctl: &ConnCtl, id: &str, json: &str) -> bool {
+    let to = format!("{}@{GCM_DOMAIN}", ctl.sender_id);
+    let mut b = Vec::with_capacity(json.len() + 128);
+    if write::gcm_upstream(&mut b, &to, json).is_err() {
+        return false;
+    }
+    shared.rec.upstream_sent(id);
+    ctl.out.send(Out::Bytes(b)).is_ok()
+}
+
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    tx: Tx,
+    state: Arc<ConnState>,
+    sender_id: String,
+    jid: String,
+}
+
+impl Ctx {
+    fn stream_error(&self, condition: &str) {
+        self.shared.rec.stream_errors.fetch_add(1, Relaxed);
+        fail(&self.tx, condition);
+    }
+
+    fn read_error(&self, e: &WireError) {
+        let condition = condition_for(e);
+        if !condition.is_empty() {
+            self.shared.rec.stream_errors.fetch_add(1, Relaxed);
+        }
+        fail(&self.tx, condition);
+    }
+
+    fn on_iq(&self, iq: &Element) {
+        answer_iq(&self.tx, iq);
+    }
+
+    fn on_message(&self, m: MessageStanza) {
+        let Some(json) = m.gcm.as_deref() else { return };
+        let value: Value = match serde_json::from_str(json) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.stanza_error(&m, json, &format!("InvalidJson: JSON_PARSING_ERROR : {e}"));
+            }
+        };
+        let Some(obj) = value.as_object() else {
+            return self.stanza_error(&m, json, "InvalidJson: JSON_PARSING_ERROR : not an object");
+        };
+        let Some(message_id) = obj.get("message_id").and_then(Value::as_str) else {
+            return self.stanza_error(
+                &m,
+                json,
+                "InvalidJson: JSON_PARSING_ERROR : Missing Required Field: message_id",
+            );
+        };
+        let message_id = message_id.to_owned();
+        match obj.get("message_type").map(|t| t.as_str()) {
+            None => self.on_downstream(message_id, value),
+            Some(Some("ack")) => self.on_client_ack(&message_id),
+            Some(_) => self.nack(&message_id, "", "BAD_ACK", "unsupported message_type from the app server", None),
+        }
+    }
+
+    fn stanza_error(&self, m: &MessageStanza, json: &str, text: &str) {
+        self.shared.rec.stanza_errors.fetch_add(1, Relaxed);
+        send(&self.tx, |b| {
+            let _ = write::stanza_error(b, m.id.as_deref(), &self.jid, json, 400, "modify", "bad-request", text);
+        });
+    }
+
+    fn on_client_ack(&self, id: &str) {
+        if !self.shared.rec.upstream_acked(id) {
+            self.shared.rec.bad_acks.fetch_add(1, Relaxed);
+            self.nack(id, "", "BAD_ACK", "ack for an unknown message_id", None);
+        }
+    }
+
+    fn on_downstream(&self, id: String, value: Value) {
+        let rec = &self.shared.rec;
+        rec.downstream.fetch_add(1, Relaxed);
+        let copy = if self.shared.track_ids { rec.copy_of(&id) } else { 1 };
+        let in_flight = self.state.in_flight.fetch_add(1, Relaxed) + 1;
+        rec.in_flight_seen(in_flight);
+        let count = self.state.received.fetch_add(1, Relaxed) + 1;
+        let script = self.shared.script();
+        let faults = &script.faults;
+        let target = value
+            .get("to")
+            .or_else(|| value.get("condition"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+
+        let drop_now = faults.drop_after == Some(count)
+            || (faults.drop_probability > 0.0 && rand::random_bool(faults.drop_probability.clamp(0.0, 1.0)));
+        if drop_now {
+            rec.drops.fetch_add(1, Relaxed);
+            let _ = self.tx.send(Out::Drop);
+            return;
+        }
+        if self.state.draining.load(Relaxed) {
+            return self.nack(&id, &target, "CONNECTION_DRAINING", "connection is draining", None);
+        }
+        if faults.over_limit == OverLimit::Nack && in_flight > faults.pending_limit as u64 {
+            return self.nack(&id, &target, "SERVICE_UNAVAILABLE", "too many pending messages", None);
+        }
+        let wants_receipt = value
+            .get("delivery_receipt_requested")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if let Err(e) = Message::from_json_value(value) {
+            return self.nack(&id, &target, "INVALID_JSON", &format!("InvalidJson: {e}"), None);
+        }
+        match script.reply_for(&target, copy) {
+            Reply::Ack => self.ack(&id, &target, None, None),
+            Reply::Canonical { registration_id } => {
+                self.ack(&id, &target, Some(&registration_id), None)
+            }
+            Reply::Nack { code, description } => {
+                let d = description.as_deref().unwrap_or("scripted nack");
+                self.nack(&id, &target, &code, d, None)
+            }
+            Reply::Delay { ms } => self.ack(&id, &target, None, Some(Duration::from_millis(ms))),
+            Reply::NackFirst { .. } | Reply::Silent => return,
+        }
+        if wants_receipt {
+            self.schedule_receipt(&id, &target, Duration::from_millis(faults.receipt_delay_ms));
+        }
+    }
+
+    fn ack(&self, id: &str, to: &str, canonical: Option<&str>, delay: Option<Duration>) {
+        let json = match canonical {
+            Some(c) => format!(
+                r#"{{"message_type":"ack","message_id":{},"from":{},"registration_id":{}}}"#,
+                js(id),
+                js(to),
+                js(c)
+            ),
+            None => format!(r#"{{"message_type":"ack","message_id":{},"from":{}}}"#, js(id), js(to)),
+        };
+        self.shared.rec.acks_sent.fetch_add(1, Relaxed);
+        self.reply(json, delay);
+    }
+
+    fn nack(&self, id: &str, to: &str, code: &str, description: &str, delay: Option<Duration>) {
+        let json = format!(
+            r#"{{"message_type":"nack","message_id":{},"from":{},"error":{},"error_description":{}}}"#,
+            js(id),
+            js(to),
+            js(code),
+            js(description)
+        );
+        self.shared.rec.nacks_sent.fetch_add(1, Relaxed);
+        self.reply(json, delay);
+    }
+
+    /// Writes an ack/nack now or after `delay`, releasing the message's pending slot.
+    fn reply(&self, json: String, delay: Option<Duration>) {
+        let mut b = Vec::with_capacity(json.len() + 80);
+        if write::gcm_server_message(&mut b, &json).is_err() {
+            return;
+        }
+        let tx = self.tx.clone();
+        let state = self.state.clone();
+        let deliver = move || {
+            state.in_flight.fetch_sub(1, Relaxed);
+            let _ = tx.send(Out::Bytes(b));
+        };
+        match delay {
+            None => deliver(),
+            Some(d) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    deliver();
+                });
+            }
+        }
+    }
+
+    fn schedule_receipt(&self, id: &str, token: &str, delay: Duration) {
+        let receipt_id = format!("dr2:{id}");
+        let json = serde_json::json!({
+            "message_type": "receipt",
+            "message_id": receipt_id,
+            "from": GCM_DOMAIN,
+            "category": "com.example.emulator",
+            "data": {
+                "message_status": "MESSAGE_SENT_TO_DEVICE",
+                "original_message_id": id,
+                "device_registration_id": token,
+                "message_sent_timestamp": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string(),
+            }
+        })
+        .to_string();
+        let shared = self.shared.clone();
+        let ctl = ConnCtl {
+            sender_id: self.sender_id.clone(),
+            out: self.tx.clone(),
+            state: self.state.clone(),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            send_upstream(&shared, &ctl, &receipt_id, &json);
+        });
+    }
+}

@@ -1,0 +1,321 @@
+//! A local CCS emulator (feature `emulator`): direct TLS, the exact negotiation of §3, the
+//! inbound stanza shapes of §6.3, downstream validation with the client's own rules, scripted
+//! replies and faults, and statistics to assert on. It reuses [`crate::wire`], so client and
+//! server cannot disagree about framing.
+
+mod certs;
+mod conn;
+mod script;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+pub use certs::{DEFAULT_NAMES, Identity};
+pub use script::{Faults, OverLimit, Reply, Rule, Script};
+pub use stats::EmulatorStats;
+
+use crate::config::{Config, Credentials, Endpoint, Trust};
+use crate::wire::Limits;
+use stats::Recorder;
+
+/// Errors starting the emulator.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("emulator TLS: {0}")]
+    Tls(String),
+}
+
+/// How to run an emulator.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmulatorConfig {
+    /// Address to listen on; port 0 picks a free port (see [`Emulator::addr`]).
+    pub listen: SocketAddr,
+    /// Accepted (sender id, server key) pairs.
+    pub credentials: Vec<Credentials>,
+    /// Certificate to present; `None` generates a CA and a loopback leaf.
+    pub identity: Option<Identity>,
+    pub script: Script,
+    /// Limit for a client to finish TLS and the XMPP negotiation.
+    pub handshake_timeout: Duration,
+    /// Simultaneous connections accepted (any state); more wait in the accept queue.
+    pub max_connections: usize,
+    /// Framing limits applied to clients.
+    pub limits: Limits,
+    /// Count copies per message id (for duplicate assertions); off for benchmarks.
+    pub track_ids: bool,
+}
+
+impl EmulatorConfig {
+    /// Loopback on a free port, one credential pair, defaults elsewhere.
+    pub fn new(sender_id: &str, server_key: &str) -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            credentials: vec![Credentials::new(sender_id, server_key)],
+            identity: None,
+            script: Script::default(),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            limits: Limits::default(),
+            track_ids: true,
+        }
+    }
+}
+
+/// Shared per-connection flags.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    pub draining: AtomicBool,
+    pub in_flight: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// What a connection's writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Write these bytes (one or more whole stanzas).
+    Bytes(Vec<u8>),
+    /// Write `</stream:stream>`, flush, close.
+    Close,
+    /// Flush and close (the stream is already over).
+    Finish,
+    /// Cut the TCP connection without any goodbye.
+    Drop,
+}
+
+/// Control handle of an authenticated connection.
+pub(crate) struct ConnCtl {
+    pub sender_id: String,
+    pub out: mpsc::UnboundedSender<Out>,
+    pub state: Arc<ConnState>,
+}
+
+pub(crate) struct Shared {
+    pub credentials: Vec<Credentials>,
+    pub script: RwLock<Arc<Script>>,
+    pub rec: Recorder,
+    pub conns: Mutex<HashMap<u64, ConnCtl>>,
+    pub next_id: AtomicU64,
+    pub auth_rejections: AtomicU32,
+    pub handshake_timeout: Duration,
+    pub limits: Limits,
+    pub track_ids: bool,
+}
+
+impl Shared {
+    pub fn script(&self) -> Arc<Script> {
+        self.script
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnCtl>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running emulator. Dropping it stops accepting; [`Emulator::shutdown`] also closes
+/// the open connections.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: String,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Emulator {
+    /// Binds, generates or loads the TLS identity, and starts accepting.
+    pub async fn start(cfg: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        let identity = match cfg.identity {
+            Some(id) => id,
+            None => Identity::generate(DEFAULT_NAMES)?,
+        };
+        let acceptor = TlsAcceptor::from(identity.server_config()?);
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| EmulatorError::Bind {
+                addr: cfg.listen,
+                source: Arc::new(e),
+            })?;
+        let addr = listener.local_addr().map_err(|e| EmulatorError::Bind {
+            addr: cfg.listen,
+            source: Arc::new(e),
+        })?;
+        let shared = Arc::new(Shared {
+            credentials: cfg.credentials,
+            auth_rejections: AtomicU32::new(cfg.script.faults.reject_auth),
+            script: RwLock::new(Arc::new(cfg.script)),
+            rec: Recorder::default(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            handshake_timeout: cfg.handshake_timeout,
+            limits: cfg.limits,
+            track_ids: cfg.track_ids,
+        });
+        let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+        let accept = tokio::spawn(accept_loop(listener, acceptor, shared.clone(), slots));
+        Ok(Emulator {
+            shared,
+            addr,
+            ca_pem: identity.ca_pem,
+            accept,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// PEM of the CA clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A client configuration pointing at this emulator and trusting only its CA.
+    pub fn client_config(&self, sender_id: &str, server_key: &str) -> Config {
+        let mut cfg = Config::new(Credentials::new(sender_id, server_key));
+        cfg.endpoint = Endpoint::Custom {
+            host: self.addr.ip().to_string(),
+            port: self.addr.port(),
+        };
+        cfg.server_name = Some("localhost".into());
+        cfg.trust = Trust::only_pem(self.ca_pem.as_bytes())
+            .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"));
+        cfg
+    }
+
+    /// Counters as of now.
+    pub fn stats(&self) -> EmulatorStats {
+        self.shared.rec.snapshot()
+    }
+
+    /// How many copies of downstream message `id` arrived.
+    pub fn copies(&self, id: &str) -> u32 {
+        let copies = self.shared.rec.copies.lock().unwrap_or_else(|p| p.into_inner());
+        copies.get(id).copied().unwrap_or(0)
+    }
+
+    /// Upstream message and receipt ids the client acked, in order.
+    pub fn acked_by_client(&self) -> Vec<String> {
+        self.shared
+            .rec
+            .acked_by_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the script; applies to messages received from now on.
+    pub fn set_script(&self, script: Script) {
+        self.shared
+            .auth_rejections
+            .store(script.faults.reject_auth, Relaxed);
+        *self.shared.script.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(script);
+    }
+
+    /// Sends `CONNECTION_DRAINING` on every authenticated connection; returns how many.
+    pub fn drain_all(&self) -> usize {
+        let conns = self.shared.conns();
+        let close_after = Duration::from_millis(self.shared.script().faults.drain_close_ms);
+        for ctl in conns.values() {
+            conn::start_drain(&self.shared, ctl, close_after);
+        }
+        conns.len()
+    }
+
+    /// Cuts every connection abruptly; returns how many.
+    pub fn drop_all(&self) -> usize {
+        let conns = self.shared.conns();
+        for ctl in conns.values() {
+            let _ = ctl.out.send(Out::Drop);
+        }
+        conns.len()
+    }
+
+    /// Delivers an upstream message from device `from` to one connection of `sender_id`.
+    /// Returns its message id, or `None` when that sender has no usable connection.
+    pub fn inject_upstream(
+        &self,
+        sender_id: &str,
+        from: &str,
+        data: Map<String, Value>,
+    ) -> Option<String> {
+        let conns = self.shared.conns();
+        let ctl = conns
+            .values()
+            .filter(|c| c.sender_id == sender_id)
+            .min_by_key(|c| c.state.draining.load(Relaxed))?;
+        let id = format!("up-{}", crate::message::generate_message_id());
+        let json = serde_json::json!({
+            "category": "com.example.emulator",
+            "data": data,
+            "message_id": id,
+            "from": from,
+            "time_to_live": 86400,
+        })
+        .to_string();
+        conn::send_upstream(&self.shared, ctl, &id, &json).then_some(id)
+    }
+
+    /// Stops accepting and closes every connection with `</stream:stream>`.
+    pub fn shutdown(&self) {
+        self.accept.abort();
+        for ctl in self.shared.conns().values() {
+            let _ = ctl.out.send(Out::Close);
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                debug!(%peer, "emulator: connection");
+                let _ = tcp.set_nodelay(true);
+                let shared = shared.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    conn::serve(shared, acceptor, tcp).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "emulator: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

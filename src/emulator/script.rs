@@ -1,0 +1,177 @@
+//! Scripted emulator behaviour as data: per-target reply rules and connection faults. Tests,
+//! the CLI (`--script FILE`, JSON) and users drive the emulator through the same structure.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the emulator does, beyond validating and acking.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Script {
+    /// Reply rules, first match wins, matched against the message's `to` (or `condition`).
+    pub rules: Vec<Rule>,
+    /// Connection-level faults.
+    pub faults: Faults,
+}
+
+/// One reply rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Applies to targets starting with this prefix (empty: every target).
+    pub prefix: String,
+    pub reply: Reply,
+}
+
+/// How the emulator answers a valid downstream message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// Ack at once.
+    Ack,
+    /// Ack with a canonical `registration_id`.
+    Canonical { registration_id: String },
+    /// Nack with `code` (any string, e.g. `DEVICE_UNREGISTERED`).
+    Nack {
+        code: String,
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// Nack the first `times` copies of each message id with `code`, then ack.
+    NackFirst { code: String, times: u32 },
+    /// Ack after `ms` milliseconds (acks come back out of order).
+    Delay { ms: u64 },
+    /// Never answer.
+    Silent,
+}
+
+/// What happens when a client exceeds 100 pending messages on one connection (§9.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// Process normally (the client's obligation; only the statistics record it).
+    #[default]
+    Ignore,
+    /// Nack the excess message with `SERVICE_UNAVAILABLE`.
+    Nack,
+}
+
+/// Connection-level faults and timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Send `CONNECTION_DRAINING` after this many downstream messages on a connection.
+    pub drain_after: Option<u64>,
+    /// Close a draining connection this many milliseconds after announcing it.
+    pub drain_close_ms: u64,
+    /// Drop the TCP connection abruptly (no reply, no close tag) at this message count.
+    pub drop_after: Option<u64>,
+    /// Probability of an abrupt drop at each downstream message.
+    pub drop_probability: f64,
+    /// Nack this fraction of valid messages with `nack_code` (chosen at random).
+    pub nack_rate: f64,
+    /// Code used with `nack_rate`.
+    pub nack_code: String,
+    /// Reject this many authentications (with valid credentials) before accepting again.
+    pub reject_auth: u32,
+    /// At most this many authenticated connections per sender id.
+    pub max_connections_per_sender: Option<usize>,
+    /// Whitespace keepalive interval in milliseconds (0: none).
+    pub keepalive_ms: u64,
+    /// Delay before a delivery receipt is sent for an acked message that asked for one.
+    pub receipt_delay_ms: u64,
+    /// Pending-limit policy.
+    pub over_limit: OverLimit,
+    /// The pending limit the policy applies to.
+    pub pending_limit: usize,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            drain_after: None,
+            drain_close_ms: 2000,
+            drop_after: None,
+            drop_probability: 0.0,
+            nack_rate: 0.0,
+            nack_code: "SERVICE_UNAVAILABLE".into(),
+            reject_auth: 0,
+            max_connections_per_sender: None,
+            keepalive_ms: 30_000,
+            receipt_delay_ms: 10,
+            over_limit: OverLimit::Ignore,
+            pending_limit: crate::config::MAX_WINDOW,
+        }
+    }
+}
+
+impl Faults {
+    pub(crate) fn keepalive(&self) -> Option<Duration> {
+        (self.keepalive_ms > 0).then(|| Duration::from_millis(self.keepalive_ms))
+    }
+}
+
+impl Script {
+    /// The reply for a message to `target` that has now been received `copy` times (1-based).
+    pub fn reply_for(&self, target: &str, copy: u32) -> Reply {
+        let rule = self.rules.iter().find(|r| target.starts_with(&r.prefix));
+        match rule.map(|r| &r.reply) {
+            Some(Reply::NackFirst { code, times }) if copy <= *times => Reply::Nack {
+                code: code.clone(),
+                description: None,
+            },
+            Some(Reply::NackFirst { .. }) | None => self.random_nack().unwrap_or(Reply::Ack),
+            Some(other) => other.clone(),
+        }
+    }
+
+    fn random_nack(&self) -> Option<Reply> {
+        (self.faults.nack_rate > 0.0 && rand::random_bool(self.faults.nack_rate.clamp(0.0, 1.0)))
+            .then(|| Reply::Nack {
+                code: self.faults.nack_code.clone(),
+                description: None,
+            })
+    }
+
+    /// Parses a script from JSON.
+    pub fn from_json(text: &str) -> Result<Script, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rule_wins_and_nack_first_turns_into_ack() {
+        let script = Script::from_json(
+            r#"{"rules":[
+                {"prefix":"gone-","reply":{"nack":{"code":"DEVICE_UNREGISTERED"}}},
+                {"prefix":"flaky-","reply":{"nack_first":{"code":"SERVICE_UNAVAILABLE","times":2}}},
+                {"prefix":"","reply":{"delay":{"ms":5}}}
+            ]}"#,
+        )
+        .unwrap();
+        assert!(matches!(script.reply_for("gone-1", 1), Reply::Nack { code, .. } if code == "DEVICE_UNREGISTERED"));
+        assert!(matches!(script.reply_for("flaky-1", 2), Reply::Nack { .. }));
+        assert_eq!(script.reply_for("flaky-1", 3), Reply::Ack);
+        assert_eq!(script.reply_for("other", 1), Reply::Delay { ms: 5 });
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(Script::from_json(r#"{"rulez":[]}"#).is_err());
+        assert!(Script::from_json(r#"{"faults":{"drain_afterr":3}}"#).is_err());
+    }
+
+    #[test]
+    fn nack_rate_extremes() {
+        let mut script = Script::default();
+        script.faults.nack_rate = 1.0;
+        assert!(matches!(script.reply_for("t", 1), Reply::Nack { .. }));
+        script.faults.nack_rate = 0.0;
+        assert_eq!(script.reply_for("t", 1), Reply::Ack);
+    }
+}
