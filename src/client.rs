@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connection;
+use crate::connection::{self, Connector, TlsConnector};
 use crate::driver::{Command, Driver, Job, Outcome, Wiring};
 use crate::error::{ConnectError, SendError, ValidationError};
 use crate::events::Events;
@@ -37,10 +37,18 @@ impl Client {
     /// Connects, authenticates and binds the first connection (so configuration, TLS and
     /// authentication errors surface here), then opens the rest of the pool in the background.
     pub async fn connect(cfg: Config) -> Result<Client, ConnectError> {
-        cfg.validate()?;
         let tls = crate::tls::client_config(&cfg.trust)?;
+        Client::connect_with(cfg, Arc::new(TlsConnector { tls })).await
+    }
+
+    /// [`Client::connect`] with another way of opening connections.
+    pub(crate) async fn connect_with(
+        cfg: Config,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Client, ConnectError> {
+        cfg.validate()?;
         let cfg = Arc::new(cfg);
-        let first = connection::establish(&cfg, tls.clone()).await?;
+        let first = connector.connect(&cfg).await?;
         let jid = first.jid.clone();
 
         let (intake_tx, intake) = mpsc::channel(cfg.queue_capacity);
@@ -57,7 +65,7 @@ impl Client {
             app: app.clone(),
             stats: stats.clone(),
         };
-        tokio::spawn(Driver::new(cfg, tls, wiring, link).run());
+        tokio::spawn(Driver::new(cfg, connector, wiring, link).run());
         Ok(Client {
             inner: Arc::new(Inner {
                 intake: intake_tx,

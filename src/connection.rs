@@ -2,14 +2,14 @@
 //! upstream and receipts, answers to server iqs) and a writer task (the only writer, so
 //! stanzas never interleave; it coalesces queued stanzas into one write).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use tokio_rustls::client::TlsStream;
 use tracing::{debug, trace, warn};
 
 use crate::config::Config;
@@ -19,7 +19,49 @@ use crate::response::{self, Inbound};
 use crate::session::{self, Established, Negotiation};
 use crate::wire::{self, Activity, Element, Frame, FrameReader};
 
-type Stream = TlsStream<TcpStream>;
+/// Type-erased halves of whatever byte stream a connection runs over.
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+/// A negotiated session over an erased stream.
+pub(crate) type Session = Established<BoxRead, BoxWrite>;
+/// What a [`Connector`] returns.
+pub(crate) type Connecting<'a> = Pin<Box<dyn Future<Output = Result<Session, ConnectError>> + Send + 'a>>;
+
+/// Opens and negotiates one connection. The production connector speaks TLS to the
+/// endpoint; the emulator offers an in-memory one for deterministic tests.
+pub(crate) trait Connector: Send + Sync + 'static {
+    fn connect<'a>(&'a self, cfg: &'a Config) -> Connecting<'a>;
+}
+
+/// TCP + TLS to `cfg.endpoint`, then XMPP negotiation.
+pub(crate) struct TlsConnector {
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Connector for TlsConnector {
+    fn connect<'a>(&'a self, cfg: &'a Config) -> Connecting<'a> {
+        Box::pin(async move {
+            let stream = crate::tls::connect(cfg, self.tls.clone()).await?;
+            negotiate_stream(stream, cfg).await
+        })
+    }
+}
+
+/// Runs the client-role negotiation over any secured byte stream.
+pub(crate) async fn negotiate_stream<S>(stream: S, cfg: &Config) -> Result<Session, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    let reader = FrameReader::new(Box::new(r) as BoxRead, cfg.limits.clone());
+    let negotiation = Negotiation {
+        credentials: &cfg.credentials,
+        stream_to: &cfg.stream_to,
+        resource: cfg.resource.as_deref(),
+        step_timeout: cfg.handshake_timeout,
+    };
+    session::negotiate(reader, Box::new(w) as BoxWrite, &negotiation).await
+}
 
 /// Largest batch the writer coalesces into one write.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -63,35 +105,18 @@ impl Link {
     }
 }
 
-/// TLS connect plus XMPP negotiation.
-pub(crate) async fn establish(
-    cfg: &Config,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<Established<ReadHalf<Stream>, WriteHalf<Stream>>, ConnectError> {
-    let stream = crate::tls::connect(cfg, tls).await?;
-    let (r, w) = tokio::io::split(stream);
-    let reader = FrameReader::new(r, cfg.limits.clone());
-    let negotiation = Negotiation {
-        credentials: &cfg.credentials,
-        stream_to: &cfg.stream_to,
-        resource: cfg.resource.as_deref(),
-        step_timeout: cfg.handshake_timeout,
-    };
-    session::negotiate(reader, w, &negotiation).await
-}
-
 /// Spawns a task that waits `delay`, connects, and reports the outcome as a [`ConnEvent`].
 pub(crate) fn spawn_connect(
     conn: ConnId,
     delay: std::time::Duration,
     cfg: Arc<Config>,
-    tls: Arc<rustls::ClientConfig>,
+    connector: Arc<dyn Connector>,
     events: mpsc::UnboundedSender<ConnEvent>,
     app: broadcast::Sender<Event>,
 ) {
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        let report = match establish(&cfg, tls).await {
+        let report = match connector.connect(&cfg).await {
             Ok(est) => ConnEvent::Established {
                 conn,
                 link: start(conn, est, events.clone(), app),

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff;
 use crate::config::Config;
-use crate::connection::{self, ConnEvent, Link, Outbound};
+use crate::connection::{self, ConnEvent, Connector, Link, Outbound};
 use crate::error::{ConnectError, SendError};
 use crate::events::{ConnId, Event};
 use crate::response::{Ack, Control, Inbound, Nack, NackCode, StanzaError};
@@ -106,7 +106,7 @@ struct Outage {
 
 pub(crate) struct Driver {
     cfg: Arc<Config>,
-    tls: Arc<rustls::ClientConfig>,
+    connector: Arc<dyn Connector>,
     w: Wiring,
     conns: HashMap<ConnId, Conn>,
     connecting: usize,
@@ -127,13 +127,13 @@ impl Driver {
     /// A driver that already owns its first connection (`first`, id 1).
     pub fn new(
         cfg: Arc<Config>,
-        tls: Arc<rustls::ClientConfig>,
+        connector: Arc<dyn Connector>,
         w: Wiring,
         first: Link,
     ) -> Self {
         let mut d = Driver {
             cfg,
-            tls,
+            connector,
             w,
             conns: HashMap::new(),
             connecting: 0,
@@ -416,7 +416,7 @@ impl Driver {
             id,
             delay,
             self.cfg.clone(),
-            self.tls.clone(),
+            self.connector.clone(),
             self.w.conn_tx.clone(),
             self.w.app.clone(),
         );

@@ -28,7 +28,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
         Ok(Ok(tls)) => tls,
         _ => return,
     };
-    let (r, w) = tokio::io::split(tls);
+    serve_stream(shared, tls).await;
+}
+
+/// Serves one already-secured byte stream (TLS, or an in-memory pipe) until it ends.
+pub(crate) async fn serve_stream<S>(shared: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_id.fetch_add(1, Relaxed);
     let state = Arc::new(ConnState::default());
@@ -393,7 +401,7 @@ impl Ctx {
         };
         let message_id = message_id.to_owned();
         match obj.get("message_type").map(|t| t.as_str()) {
-            None => self.on_downstream(message_id, value),
+            None => self.on_downstream(message_id, json, value),
             Some(Some("ack")) => self.on_client_ack(&message_id),
             Some(_) => self.nack(&message_id, "", "BAD_ACK", "unsupported message_type from the app server", None),
         }
@@ -413,10 +421,14 @@ impl Ctx {
         }
     }
 
-    fn on_downstream(&self, id: String, value: Value) {
+    fn on_downstream(&self, id: String, json: &str, value: Value) {
         let rec = &self.shared.rec;
         rec.downstream.fetch_add(1, Relaxed);
-        let copy = if self.shared.track_ids { rec.copy_of(&id) } else { 1 };
+        let copy = if self.shared.track_ids {
+            rec.copy_of(&id, json)
+        } else {
+            1
+        };
         let in_flight = self.state.in_flight.fetch_add(1, Relaxed) + 1;
         rec.in_flight_seen(in_flight);
         let count = self.state.received.fetch_add(1, Relaxed) + 1;

@@ -25,7 +25,10 @@ pub use certs::{DEFAULT_NAMES, Identity};
 pub use script::{Faults, OverLimit, Reply, Rule, Script};
 pub use stats::EmulatorStats;
 
+use crate::client::Client;
 use crate::config::{Config, Credentials, Endpoint, Trust};
+use crate::connection::{Connecting, Connector, negotiate_stream};
+use crate::error::ConnectError;
 use crate::wire::Limits;
 use stats::Recorder;
 
@@ -209,25 +212,36 @@ impl Emulator {
         cfg
     }
 
+    /// A client whose connections are in-memory pipes served by this emulator — no TCP and
+    /// no TLS, so tests can run it under tokio's paused time deterministically.
+    pub async fn connect_in_memory(&self, cfg: Config) -> Result<Client, ConnectError> {
+        let connector = MemoryConnector {
+            shared: self.shared.clone(),
+        };
+        Client::connect_with(cfg, Arc::new(connector)).await
+    }
+
     /// Counters as of now.
     pub fn stats(&self) -> EmulatorStats {
         self.shared.rec.snapshot()
     }
 
-    /// How many copies of downstream message `id` arrived.
+    /// How many copies of downstream message `id` arrived (needs `track_ids`).
     pub fn copies(&self, id: &str) -> u32 {
-        let copies = self.shared.rec.copies.lock().unwrap_or_else(|p| p.into_inner());
-        copies.get(id).copied().unwrap_or(0)
+        stats::lock(&self.shared.rec.copies)
+            .get(id)
+            .map_or(0, |s| s.copies)
+    }
+
+    /// The JSON of the last copy of downstream message `id` received (needs `track_ids`).
+    pub fn received(&self, id: &str) -> Option<Value> {
+        let copies = stats::lock(&self.shared.rec.copies);
+        serde_json::from_str(&copies.get(id)?.json).ok()
     }
 
     /// Upstream message and receipt ids the client acked, in order.
     pub fn acked_by_client(&self) -> Vec<String> {
-        self.shared
-            .rec
-            .acked_by_client
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        stats::lock(&self.shared.rec.acked_by_client).clone()
     }
 
     /// Replaces the script; applies to messages received from now on.
@@ -288,6 +302,22 @@ impl Emulator {
         for ctl in self.shared.conns().values() {
             let _ = ctl.out.send(Out::Close);
         }
+    }
+}
+
+/// Opens client connections as in-memory pipes to the emulator.
+struct MemoryConnector {
+    shared: Arc<Shared>,
+}
+
+impl Connector for MemoryConnector {
+    fn connect<'a>(&'a self, cfg: &'a Config) -> Connecting<'a> {
+        Box::pin(async move {
+            self.shared.rec.connections_accepted.fetch_add(1, Relaxed);
+            let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(conn::serve_stream(self.shared.clone(), server_end));
+            negotiate_stream(client_end, cfg).await
+        })
     }
 }
 

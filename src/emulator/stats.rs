@@ -23,25 +23,33 @@ pub(crate) struct Recorder {
     pub drains: AtomicU64,
     pub drops: AtomicU64,
     pub stream_errors: AtomicU64,
-    /// Copies received per downstream message id (duplicates on the wire).
-    pub copies: Mutex<HashMap<String, u32>>,
+    /// Per downstream message id: copies received (duplicates on the wire) and the last JSON.
+    pub copies: Mutex<HashMap<String, Seen>>,
     /// Upstream/receipt ids sent and not yet acked by the client.
     pub pending_upstream: Mutex<HashSet<String>>,
     /// Upstream/receipt ids the client acked, in order.
     pub acked_by_client: Mutex<Vec<String>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// What the emulator kept of one downstream message id.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub copies: u32,
+    pub json: String,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Recorder {
-    /// Counts one more copy of `id`; returns the copy number (1 for the first).
-    pub fn copy_of(&self, id: &str) -> u32 {
+    /// Counts one more copy of `id` with payload `json`; returns the copy number (1 for the first).
+    pub fn copy_of(&self, id: &str, json: &str) -> u32 {
         let mut copies = lock(&self.copies);
-        let n = copies.entry(id.to_owned()).or_default();
-        *n += 1;
-        *n
+        let seen = copies.entry(id.to_owned()).or_default();
+        seen.copies += 1;
+        json.clone_into(&mut seen.json);
+        seen.copies
     }
 
     pub fn in_flight_seen(&self, n: u64) {
@@ -71,7 +79,10 @@ impl Recorder {
             auth_failures: self.auth_failures.load(Relaxed),
             downstream: self.downstream.load(Relaxed),
             unique_messages: copies.len() as u64,
-            duplicates: copies.values().map(|&n| u64::from(n.saturating_sub(1))).sum(),
+            duplicates: copies
+                .values()
+                .map(|s| u64::from(s.copies.saturating_sub(1)))
+                .sum(),
             acks_sent: self.acks_sent.load(Relaxed),
             nacks_sent: self.nacks_sent.load(Relaxed),
             stanza_errors: self.stanza_errors.load(Relaxed),

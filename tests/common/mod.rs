@@ -1,0 +1,72 @@
+//! Shared helpers for integration tests: an emulator on loopback TLS and clients for it.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
+use gcm_ccs::{Client, Config, Event, Events};
+
+pub const SENDER: &str = "123456789012";
+pub const KEY: &str = "AIzaSyTestServerKey_do_not_leak_0123";
+
+/// Starts an emulator with `script` on 127.0.0.1:0.
+pub async fn emulator(script: Script) -> Emulator {
+    let mut cfg = EmulatorConfig::new(SENDER, KEY);
+    cfg.script = script;
+    Emulator::start(cfg).await.expect("emulator starts")
+}
+
+/// A client config for `emu` with test-friendly defaults.
+pub fn config(emu: &Emulator) -> Config {
+    emu.client_config(SENDER, KEY)
+}
+
+pub async fn client(emu: &Emulator) -> Client {
+    Client::connect(config(emu)).await.expect("client connects")
+}
+
+pub fn rule(prefix: &str, reply: Reply) -> Rule {
+    Rule {
+        prefix: prefix.into(),
+        reply,
+    }
+}
+
+pub fn nack(code: &str) -> Reply {
+    Reply::Nack {
+        code: code.into(),
+        description: None,
+    }
+}
+
+pub fn script(rules: Vec<Rule>) -> Script {
+    Script {
+        rules,
+        ..Script::default()
+    }
+}
+
+/// Waits (bounded) for the first event matching `pick`.
+pub async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = events.recv().await.expect("client alive");
+            if let Some(t) = pick(ev) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("event arrives in time")
+}
+
+/// Polls `cond` until true (bounded).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
