@@ -14,16 +14,26 @@ pub enum ValidationError {
     /// Both `to` and `condition` were given.
     #[error("message has both `to` and `condition`: use exactly one")]
     ConflictingTargets,
-    /// `time_to_live` outside `0..=2419200`.
+    /// `time_to_live` outside `0..=2419200`. Values beyond `i64` are reported as `i64::MAX`.
     #[error("`time_to_live` is {0} s: it must be between 0 and 2419200 (28 days)")]
     TtlOutOfRange(i64),
     /// The payload (keys and values of `data` and `notification`) is too large.
-    #[error("payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes")]
+    #[error(
+        "payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes"
+    )]
     PayloadTooLarge { size: usize, limit: usize },
     /// A reserved key was used in `data`.
-    #[error("`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed")]
+    #[error(
+        "`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed"
+    )]
     ReservedDataKey(String),
-    /// A field has the wrong type or an unacceptable value.
+    /// A field of the HTTP API that CCS (XMPP) does not accept.
+    #[error("`{field}` is not valid over XMPP: {hint}")]
+    HttpOnlyField {
+        field: &'static str,
+        hint: &'static str,
+    },
+    /// A field has the wrong type or an unacceptable value, or is unknown.
     #[error("field `{field}`: {reason}")]
     InvalidField { field: String, reason: String },
     /// The input is not a JSON object, or not JSON at all.
@@ -80,7 +90,10 @@ pub enum ConnectError {
     #[error(
         "authentication failed for sender {sender_id} ({condition}): check the sender id and server key"
     )]
-    Auth { sender_id: String, condition: String },
+    Auth {
+        sender_id: String,
+        condition: String,
+    },
     /// The server violated the protocol during the handshake.
     #[error("protocol error during handshake: {0}")]
     Protocol(String),
@@ -92,7 +105,10 @@ pub enum ConnectError {
     },
     /// A handshake step did not complete in time.
     #[error("timed out after {after:?} waiting for {stage}")]
-    Timeout { stage: &'static str, after: Duration },
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
     /// Framing failure while negotiating.
     #[error(transparent)]
     Wire(#[from] WireError),
