@@ -18,10 +18,14 @@ pub enum ValidationError {
     #[error("`time_to_live` is {0} s: it must be between 0 and 2419200 (28 days)")]
     TtlOutOfRange(i64),
     /// The payload (keys and values of `data` and `notification`) is too large.
-    #[error("payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes")]
+    #[error(
+        "payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes"
+    )]
     PayloadTooLarge { size: usize, limit: usize },
     /// A reserved key was used in `data`.
-    #[error("`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed")]
+    #[error(
+        "`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed"
+    )]
     ReservedDataKey(String),
     /// A field has the wrong type or an unacceptable value.
     #[error("field `{field}`: {reason}")]
@@ -80,7 +84,10 @@ pub enum ConnectError {
     #[error(
         "authentication failed for sender {sender_id} ({condition}): check the sender id and server key"
     )]
-    Auth { sender_id: String, condition: String },
+    Auth {
+        sender_id: String,
+        condition: String,
+    },
     /// The server violated the protocol during the handshake.
     #[error("protocol error during handshake: {0}")]
     Protocol(String),
@@ -92,7 +99,10 @@ pub enum ConnectError {
     },
     /// A handshake step did not complete in time.
     #[error("timed out after {after:?} waiting for {stage}")]
-    Timeout { stage: &'static str, after: Duration },
+    Timeout {
+        stage: &'static str,
+        after: Duration,
+    },
     /// Framing failure while negotiating.
     #[error(transparent)]
     Wire(#[from] WireError),

@@ -145,10 +145,7 @@ impl NackCode {
         if let Some(code) = Self::known(raw) {
             return code;
         }
-        let head = raw
-            .split(|c: char| c == ' ' || c == ':')
-            .find(|s| !s.is_empty())
-            .unwrap_or("");
+        let head = raw.split([' ', ':']).find(|s| !s.is_empty()).unwrap_or("");
         match Self::known(head) {
             Some(code) => code,
             // 2013-era `InvalidJson : …` used camel case for the leading token.
