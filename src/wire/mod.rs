@@ -2,5 +2,6 @@
 //! incremental framing of an XMPP stream into [`Frame`]s, and writers for every stanza we emit.
 
 pub mod frame;
+pub mod sasl;
 
 pub use frame::*;
