@@ -2,6 +2,11 @@
 //! incremental framing of an XMPP stream into [`Frame`]s, and writers for every stanza we emit.
 
 pub mod frame;
+pub mod read;
 pub mod sasl;
 
+#[cfg(test)]
+mod testing;
+
 pub use frame::*;
+pub use read::{Activity, FrameReader, Limits};
