@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod read;
 pub mod sasl;
+pub mod write;
 
 #[cfg(test)]
 mod testing;
