@@ -157,7 +157,9 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        assert!(matches!(script.reply_for("gone-1", 1), Reply::Nack { code, .. } if code == "DEVICE_UNREGISTERED"));
+        assert!(
+            matches!(script.reply_for("gone-1", 1), Reply::Nack { code, .. } if code == "DEVICE_UNREGISTERED")
+        );
         assert!(matches!(script.reply_for("flaky-1", 2), Reply::Nack { .. }));
         assert_eq!(script.reply_for("flaky-1", 3), Reply::Ack);
         assert_eq!(script.reply_for("other", 1), Reply::Delay { ms: 5 });
