@@ -56,7 +56,13 @@ impl Client {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
         let (app, _) = broadcast::channel(cfg.event_capacity);
         let stats = Arc::new(Stats::default());
-        let link = connection::start(1, first, conn_tx.clone(), app.clone());
+        let link = connection::start(
+            1,
+            first,
+            cfg.transcript.clone(),
+            conn_tx.clone(),
+            app.clone(),
+        );
         let wiring = Wiring {
             intake,
             commands,

@@ -8,6 +8,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::error::ConnectError;
+use crate::transcript::Transcript;
 use crate::wire::Limits;
 
 /// The domain of the SASL authcid and of bound JIDs, whatever host is connected to.
@@ -265,6 +266,8 @@ pub struct Config {
     pub limits: Limits,
     /// Buffered events per subscriber before the oldest are dropped.
     pub event_capacity: usize,
+    /// Receives the raw traffic of every connection, credential redacted (`None`: no cost).
+    pub transcript: Option<Transcript>,
 }
 
 impl Config {
@@ -289,6 +292,7 @@ impl Config {
             reconnect: ReconnectPolicy::default(),
             limits: Limits::default(),
             event_capacity: 1024,
+            transcript: None,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::error::ConnectError;
 use crate::events::{ConnId, Event};
 use crate::response::{self, Inbound};
 use crate::session::{self, Established, Negotiation};
+use crate::transcript::{Direction, TeeRead, Transcript};
 use crate::wire::{self, Activity, Element, Frame, FrameReader};
 
 /// Type-erased halves of whatever byte stream a connection runs over.
@@ -54,12 +55,20 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(stream);
-    let reader = FrameReader::new(Box::new(r) as BoxRead, cfg.limits);
+    let r: BoxRead = match &cfg.transcript {
+        Some(t) => Box::new(TeeRead {
+            inner: r,
+            transcript: t.clone(),
+        }),
+        None => Box::new(r),
+    };
+    let reader = FrameReader::new(r, cfg.limits);
     let negotiation = Negotiation {
         credentials: &cfg.credentials,
         stream_to: &cfg.stream_to,
         resource: cfg.resource.as_deref(),
         step_timeout: cfg.handshake_timeout,
+        transcript: cfg.transcript.as_ref(),
     };
     session::negotiate(reader, Box::new(w) as BoxWrite, &negotiation).await
 }
@@ -120,7 +129,7 @@ pub(crate) fn spawn_connect(
         let report = match connector.connect(&cfg).await {
             Ok(est) => ConnEvent::Established {
                 conn,
-                link: start(conn, est, events.clone(), app),
+                link: start(conn, est, cfg.transcript.clone(), events.clone(), app),
             },
             Err(error) => ConnEvent::ConnectFailed { conn, error },
         };
@@ -132,6 +141,7 @@ pub(crate) fn spawn_connect(
 pub(crate) fn start<R, W>(
     conn: ConnId,
     est: Established<R, W>,
+    transcript: Option<Transcript>,
     events: mpsc::UnboundedSender<ConnEvent>,
     app: broadcast::Sender<Event>,
 ) -> Link
@@ -141,7 +151,7 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let activity = est.reader.activity();
-    tokio::spawn(write_loop(conn, est.writer, rx, events.clone()));
+    tokio::spawn(write_loop(conn, est.writer, rx, transcript, events.clone()));
     let reader = tokio::spawn(read_loop(conn, est.reader, tx.clone(), events, app));
     Link {
         tx,
@@ -155,6 +165,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     conn: ConnId,
     mut w: W,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
+    transcript: Option<Transcript>,
     events: mpsc::UnboundedSender<ConnEvent>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
@@ -171,6 +182,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             continue;
         }
         trace!(conn, bytes = batch.len(), "write");
+        if let Some(t) = &transcript {
+            t.record(Direction::Out, &batch);
+        }
         let written = async {
             w.write_all(&batch).await?;
             w.flush().await

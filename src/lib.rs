@@ -33,6 +33,7 @@ pub mod response;
 mod session;
 mod stats;
 mod tls;
+mod transcript;
 mod window;
 pub mod wire;
 
@@ -47,3 +48,4 @@ pub use events::{ConnId, Event, Events};
 pub use message::{Message, MessageBuilder, Notification, Priority, Target};
 pub use response::{Ack, Control, Inbound, Nack, NackCode, Receipt, StanzaError, Upstream};
 pub use stats::StatsSnapshot;
+pub use transcript::{Direction, Transcript};

@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::Credentials;
 use crate::error::ConnectError;
+use crate::transcript::{Direction, Transcript};
 use crate::wire::{self, Element, Frame, FrameReader};
 
 /// An authenticated, bound stream ready for application traffic.
@@ -25,6 +26,7 @@ pub struct Negotiation<'a> {
     pub resource: Option<&'a str>,
     /// Limit for each step.
     pub step_timeout: Duration,
+    pub transcript: Option<&'a Transcript>,
 }
 
 /// Runs the negotiation; every failure is typed and never contains the server key.
@@ -40,7 +42,7 @@ where
     let mut buf = Vec::with_capacity(512);
 
     wire::write::client_stream_header(&mut buf, n.stream_to);
-    send(&mut writer, &mut buf).await?;
+    send(&mut writer, &mut buf, n).await?;
     expect_stream_open(&mut reader, n, "the server's stream header").await?;
     let features = expect_element(&mut reader, n, "SASL features").await?;
     require_plain(&features)?;
@@ -50,12 +52,12 @@ where
         &n.credentials.authcid(),
         n.credentials.server_key.expose(),
     );
-    send(&mut writer, &mut buf).await?;
+    send(&mut writer, &mut buf, n).await?;
     let outcome = expect_element(&mut reader, n, "the SASL outcome").await?;
     check_auth(&outcome, &n.credentials.sender_id)?;
 
     wire::write::client_stream_header(&mut buf, n.stream_to);
-    send(&mut writer, &mut buf).await?;
+    send(&mut writer, &mut buf, n).await?;
     expect_stream_open(&mut reader, n, "the restarted stream header").await?;
     let features = expect_element(&mut reader, n, "post-auth features").await?;
     if !features.is(wire::NS_STREAMS, "features") || features.child(wire::NS_BIND, "bind").is_none()
@@ -64,13 +66,13 @@ where
     }
 
     wire::write::iq_bind(&mut buf, "bind-1", n.resource);
-    send(&mut writer, &mut buf).await?;
+    send(&mut writer, &mut buf, n).await?;
     let reply = expect_element(&mut reader, n, "the bind result").await?;
     let jid = bound_jid(&reply)?;
 
     if features.child(wire::NS_SESSION, "session").is_some() {
         wire::write::iq_session(&mut buf, "sess-1");
-        send(&mut writer, &mut buf).await?;
+        send(&mut writer, &mut buf, n).await?;
         let reply = expect_element(&mut reader, n, "the session result").await?;
         check_iq_result(&reply, "sess-1", "session")?;
     }
@@ -81,7 +83,14 @@ where
     })
 }
 
-async fn send<W: AsyncWrite + Unpin>(w: &mut W, buf: &mut Vec<u8>) -> Result<(), ConnectError> {
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &mut Vec<u8>,
+    n: &Negotiation<'_>,
+) -> Result<(), ConnectError> {
+    if let Some(t) = n.transcript {
+        t.record(Direction::Out, buf);
+    }
     w.write_all(buf).await.map_err(wire_io)?;
     w.flush().await.map_err(wire_io)?;
     buf.clear();
