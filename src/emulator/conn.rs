@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -152,6 +152,7 @@ async fn read_side<R: AsyncRead + Unpin>(
         state,
     };
     shared.conns().insert(id, ctl.clone());
+    spawn_timed_faults(&shared, &ctl);
     // Observed: one whitespace keepalive right after binding.
     let _ = ctl
         .out
@@ -353,6 +354,56 @@ pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl, close_after: Duration)
         tokio::time::sleep(close_after).await;
         let _ = out.send(Out::Close);
     });
+}
+
+/// Starts the scripted timers of a newly bound connection: a drain after `drain_after_ms`
+/// and an upstream message every `upstream_every_ms`. They end with the connection.
+fn spawn_timed_faults(shared: &Arc<Shared>, ctl: &ConnCtl) {
+    let faults = &shared.script().faults;
+    if let Some(after) = faults.drain_timer() {
+        let (shared, ctl) = (shared.clone(), ctl.clone());
+        let close_after = Duration::from_millis(faults.drain_close_ms);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ctl.out.closed() => {}
+                _ = tokio::time::sleep(after) => start_drain(&shared, &ctl, close_after),
+            }
+        });
+    }
+    if let Some(period) = faults.upstream_period() {
+        let (shared, ctl) = (shared.clone(), ctl.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            for seq in 1u64.. {
+                tokio::select! {
+                    _ = ctl.out.closed() => return,
+                    _ = tick.tick() => {}
+                }
+                let mut data = Map::new();
+                data.insert("seq".into(), seq.to_string().into());
+                inject_upstream(&shared, &ctl, "emulated-device", data);
+            }
+        });
+    }
+}
+
+/// Delivers an upstream message from device `from` on this connection; returns its id.
+pub(crate) fn inject_upstream(
+    shared: &Shared,
+    ctl: &ConnCtl,
+    from: &str,
+    data: Map<String, Value>,
+) -> Option<String> {
+    let id = format!("up-{}", crate::message::generate_message_id());
+    let json = serde_json::json!({
+        "category": "com.example.emulator",
+        "data": data,
+        "message_id": id,
+        "from": from,
+        "time_to_live": 86400,
+    })
+    .to_string();
+    send_upstream(shared, ctl, &id, &json).then_some(id)
 }
 
 /// Sends an upstream-shaped message (upstream or receipt) and records it as pending.

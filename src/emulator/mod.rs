@@ -292,16 +292,7 @@ impl Emulator {
             .values()
             .filter(|c| c.sender_id == sender_id)
             .min_by_key(|c| c.state.draining.load(Relaxed))?;
-        let id = format!("up-{}", crate::message::generate_message_id());
-        let json = serde_json::json!({
-            "category": "com.example.emulator",
-            "data": data,
-            "message_id": id,
-            "from": from,
-            "time_to_live": 86400,
-        })
-        .to_string();
-        conn::send_upstream(&self.shared, ctl, &id, &json).then_some(id)
+        conn::inject_upstream(&self.shared, ctl, from, data)
     }
 
     /// Makes every current connection go silent without closing it: no replies, no pongs, no
@@ -365,5 +356,42 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Event;
+
+    #[tokio::test(start_paused = true)]
+    async fn timed_upstream_and_drain() {
+        let mut cfg = EmulatorConfig::new("123", "key");
+        cfg.script.faults.upstream_every_ms = 1_000;
+        cfg.script.faults.drain_after_ms = 2_500;
+        cfg.script.faults.keepalive_ms = 0;
+        let emu = Emulator::start(cfg).await.unwrap();
+        let client = emu
+            .connect_in_memory(emu.client_config("123", "key"))
+            .await
+            .unwrap();
+        let mut events = client.events();
+        let (mut upstream, mut drained) = (0, false);
+        while !drained {
+            match events.recv().await.unwrap() {
+                Event::Upstream { message, .. } => {
+                    assert_eq!(message.data["seq"], (upstream + 1).to_string());
+                    upstream += 1;
+                }
+                Event::Draining { .. } => drained = true,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            upstream, 2,
+            "two upstream messages before the drain at 2.5 s"
+        );
+        assert_eq!(emu.stats().drains, 1);
+        client.close().await;
     }
 }

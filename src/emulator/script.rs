@@ -65,6 +65,8 @@ pub struct Faults {
     pub drain_after: Option<u64>,
     /// Probability of starting a drain at each downstream message.
     pub drain_probability: f64,
+    /// Send `CONNECTION_DRAINING` this many milliseconds after a connection is bound (0: never).
+    pub drain_after_ms: u64,
     /// Close a draining connection this many milliseconds after announcing it.
     pub drain_close_ms: u64,
     /// Drop the TCP connection abruptly (no reply, no close tag) at this message count.
@@ -83,6 +85,9 @@ pub struct Faults {
     pub keepalive_ms: u64,
     /// Delay before a delivery receipt is sent for an acked message that asked for one.
     pub receipt_delay_ms: u64,
+    /// Deliver an upstream message from an emulated device on each connection every this many
+    /// milliseconds (0: never).
+    pub upstream_every_ms: u64,
     /// Pending-limit policy.
     pub over_limit: OverLimit,
     /// The pending limit the policy applies to.
@@ -94,6 +99,7 @@ impl Default for Faults {
         Faults {
             drain_after: None,
             drain_probability: 0.0,
+            drain_after_ms: 0,
             drain_close_ms: 2000,
             drop_after: None,
             drop_probability: 0.0,
@@ -103,6 +109,7 @@ impl Default for Faults {
             max_connections_per_sender: None,
             keepalive_ms: 30_000,
             receipt_delay_ms: 10,
+            upstream_every_ms: 0,
             over_limit: OverLimit::Ignore,
             pending_limit: crate::config::MAX_WINDOW,
         }
@@ -111,8 +118,21 @@ impl Default for Faults {
 
 impl Faults {
     pub(crate) fn keepalive(&self) -> Option<Duration> {
-        (self.keepalive_ms > 0).then(|| Duration::from_millis(self.keepalive_ms))
+        millis(self.keepalive_ms)
     }
+
+    pub(crate) fn drain_timer(&self) -> Option<Duration> {
+        millis(self.drain_after_ms)
+    }
+
+    pub(crate) fn upstream_period(&self) -> Option<Duration> {
+        millis(self.upstream_every_ms)
+    }
+}
+
+/// `ms` milliseconds, or `None` for 0.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 impl Script {
@@ -163,6 +183,23 @@ mod tests {
         assert!(matches!(script.reply_for("flaky-1", 2), Reply::Nack { .. }));
         assert_eq!(script.reply_for("flaky-1", 3), Reply::Ack);
         assert_eq!(script.reply_for("other", 1), Reply::Delay { ms: 5 });
+    }
+
+    #[test]
+    fn timed_faults_parse_and_zero_means_never() {
+        let script =
+            Script::from_json(r#"{"faults":{"drain_after_ms":1500,"upstream_every_ms":200}}"#)
+                .unwrap();
+        assert_eq!(
+            script.faults.drain_timer(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            script.faults.upstream_period(),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(Faults::default().drain_timer(), None);
+        assert_eq!(Faults::default().upstream_period(), None);
     }
 
     #[test]
