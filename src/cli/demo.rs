@@ -11,8 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::common::Failure;
 use super::exit;
-use super::summary::{Latencies, Summary};
+use super::summary::{Latencies, Summary, print_summary};
 
 const SENDER: &str = "123456789012";
 const KEY: &str = "demo-server-key";
@@ -94,28 +95,16 @@ fn message(i: u64) -> Result<Message, gcm_ccs::ValidationError> {
         .build()
 }
 
-pub async fn run(args: DemoArgs) -> u8 {
-    match demo(&args).await {
-        Ok(summary) => {
-            if args.json {
-                match serde_json::to_string(&summary) {
-                    Ok(line) => println!("{line}"),
-                    Err(e) => eprintln!("error: {e}"),
-                }
-            } else {
-                eprintln!("{}", summary.render());
-            }
-            if summary.failed == 0 {
-                exit::OK
-            } else {
-                exit::FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::FAILED
-        }
-    }
+pub async fn run(args: DemoArgs) -> Result<u8, Failure> {
+    let summary = demo(&args)
+        .await
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    print_summary(&summary, args.json);
+    Ok(if summary.failed == 0 {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 async fn demo(args: &DemoArgs) -> Result<Summary, Box<dyn std::error::Error>> {
@@ -184,10 +173,11 @@ async fn demo(args: &DemoArgs) -> Result<Summary, Box<dyn std::error::Error>> {
         retried: stats.retried,
         reconnects: stats.reconnects,
         canonical_ids,
-        receipts: receipts.load(Relaxed),
+        receipts: Some(receipts.load(Relaxed)),
         elapsed_s: elapsed.as_secs_f64(),
         msgs_per_s: stats.submitted as f64 / elapsed.as_secs_f64().max(1e-9),
         latency_ms_p50: latencies.quantile_ms(0.5),
         latency_ms_p99: latencies.quantile_ms(0.99),
+        ..Summary::default()
     })
 }

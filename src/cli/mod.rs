@@ -1,6 +1,8 @@
 //! Command-line front end: argument parsing, logging set-up and dispatch.
 
+mod common;
 mod demo;
+mod emulate;
 mod summary;
 
 use std::process::ExitCode;
@@ -11,13 +13,18 @@ use tracing_subscriber::EnvFilter;
 /// Send push messages through Google Cloud Messaging's XMPP Cloud Connection Server (CCS),
 /// or run a local emulator of it.
 #[derive(Debug, Parser)]
-#[command(name = "gcm-ccs", version, propagate_version = true)]
+#[command(
+    name = "gcm-ccs",
+    version,
+    propagate_version = true,
+    after_help = "Try it locally:\n  gcm-ccs demo\n  gcm-ccs emulate --ca-out emulator-ca.pem    # then see `gcm-ccs send --help`\n\nThe server key is read from GCM_API_KEY or --api-key-file, never from the command line.\nExit codes: 0 success, 1 some messages failed, 2 usage, configuration or file error,\n3 authentication refused, 130 interrupted."
+)]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     verbose: u8,
     /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, display_order = 100)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -31,13 +38,24 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole client against an embedded emulator and print a summary.
     Demo(demo::DemoArgs),
+    /// Run the CCS emulator standalone until interrupted.
+    Emulate(emulate::EmulateArgs),
 }
 
 /// Exit codes shared by every subcommand.
 pub(crate) mod exit {
+    /// Every message (or line) ended well.
     pub const OK: u8 = 0;
+    /// Some messages failed, or the run could not complete.
     pub const FAILED: u8 = 1;
+    /// Usage, configuration or file error (clap uses 2 for usage errors too).
+    pub const USAGE: u8 = 2;
+    /// The server refused the sender id / server key.
+    pub const AUTH: u8 = 3;
+    /// Stopped by SIGINT / SIGTERM before the work was done (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 pub fn main() -> ExitCode {
@@ -53,12 +71,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    let code = runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Emulate(args) => emulate::run(args).await,
         }
     });
-    ExitCode::from(code)
+    // A read of stdin may still be blocked in a worker thread: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
 }
 
 fn init_logging(verbose: u8, format: LogFormat) {
