@@ -3,6 +3,7 @@
 mod common;
 mod demo;
 mod emulate;
+mod send;
 mod summary;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum LogFormat {
 enum Command {
     /// Run the whole client against an embedded emulator and print a summary.
     Demo(demo::DemoArgs),
+    /// Send every message of an NDJSON file; write one outcome line per input line.
+    Send(send::SendArgs),
     /// Run the CCS emulator standalone until interrupted.
     Emulate(emulate::EmulateArgs),
 }
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Send(args) => send::run(args).await,
             Command::Emulate(args) => emulate::run(args).await,
         }
     });
