@@ -4,6 +4,7 @@ mod common;
 mod demo;
 mod emulate;
 mod send;
+mod stream;
 mod summary;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Send every message of an NDJSON file; write one outcome line per input line.
     Send(send::SendArgs),
+    /// Connect, send test messages, and watch acks, upstream messages and receipts live.
+    Stream(stream::StreamArgs),
     /// Run the CCS emulator standalone until interrupted.
     Emulate(emulate::EmulateArgs),
 }
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Send(args) => send::run(args).await,
+            Command::Stream(args) => stream::run(args).await,
             Command::Emulate(args) => emulate::run(args).await,
         }
     });
