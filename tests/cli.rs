@@ -1,0 +1,410 @@
+//! The `gcm-ccs` binary end to end, against an emulator in this process (or a spawned
+//! `gcm-ccs emulate`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gcm_ccs::emulator::{Emulator, Reply};
+use serde_json::{Map, Value, json};
+use tempfile::TempDir;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
+    cmd.env_remove("GCM_API_KEY").env_remove("GCM_CCS_LOG");
+    cmd
+}
+
+/// Runs a command to completion off the async runtime, so the in-process emulator keeps going.
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch directory with the emulator's CA in it.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new(emu: &Emulator) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `gcm-ccs <sub>` pointed at `emu` with the right key in the environment.
+    fn client(&self, sub: &str, emu: &Emulator) -> Command {
+        let mut cmd = bin();
+        cmd.arg(sub)
+            .args(["--sender-id", SENDER, "--endpoint"])
+            .arg(emu.addr().to_string())
+            .arg("--ca-file")
+            .arg(self.path("ca.pem"))
+            .env("GCM_API_KEY", KEY);
+        cmd
+    }
+
+    fn send(&self, emu: &Emulator, input: &Path, output: &Path) -> Command {
+        let mut cmd = self.client("send", emu);
+        cmd.arg("--input").arg(input).arg("--output").arg(output);
+        cmd
+    }
+}
+
+/// The records of an output file by line number; panics on a repeated line.
+fn records(path: &Path) -> HashMap<u64, Value> {
+    let mut by_line = HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let record: Value = serde_json::from_str(line).expect("each output line is JSON");
+        let n = record["line"].as_u64().unwrap();
+        assert!(
+            by_line.insert(n, record).is_none(),
+            "line {n} has two outcomes"
+        );
+    }
+    by_line
+}
+
+/// `n` messages (a BOM first, a CR on line 2), with junk on each line number divisible by
+/// `junk_every`.
+fn input_file(path: &Path, n: u64, junk_every: u64) {
+    let junk: [&[u8]; 7] = [
+        b"",
+        b"{not json",
+        b"[1,2,3]",
+        br#"{"data":{"no":"target"}}"#,
+        br#"{"to":"t","data":{"google.key":"reserved"}}"#,
+        b"\x01\x02binary\xff\xfe",
+        b"   \r",
+    ];
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    for i in 1..=n {
+        if i % junk_every == 0 {
+            bytes.extend_from_slice(junk[(i / junk_every) as usize % junk.len()]);
+        } else {
+            let mut line = json!({"to": format!("tok-{i}"), "data": {"i": i.to_string()}});
+            if i % 10 == 1 {
+                line["message_id"] = json!(format!("id-{i}"));
+            }
+            bytes.extend_from_slice(line.to_string().as_bytes());
+            if i == 2 {
+                bytes.push(b'\r');
+            }
+        }
+        bytes.push(b'\n');
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn demo_json_counts_add_up() {
+    let mut cmd = bin();
+    cmd.args(["demo", "--messages", "2000", "--json"]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} in {summary}"))
+    };
+    assert_eq!(n("submitted"), 2000);
+    assert_eq!(n("acked") + n("nacked") + n("failed"), n("submitted"));
+    assert_eq!(n("failed"), 0);
+    assert!(n("nacked") > 0 && n("acked") > 0);
+}
+
+#[tokio::test]
+async fn send_gives_every_line_one_outcome() {
+    let emu = emulator(script(vec![
+        rule("tok-7", nack("DEVICE_UNREGISTERED")),
+        rule(
+            "tok-9",
+            Reply::Canonical {
+                registration_id: "new-token".into(),
+            },
+        ),
+    ]))
+    .await;
+    let s = Scratch::new(&emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    input_file(&input, 5000, 50);
+    let mut cmd = s.send(&emu, &input, &output_path);
+    cmd.args(["--connections", "2", "--json"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let by_line = records(&output_path);
+    assert_eq!(by_line.len(), 5000);
+    assert!((1..=5000).all(|n| by_line.contains_key(&n)));
+    for (n, r) in &by_line {
+        let outcome = r["outcome"].as_str().unwrap();
+        assert_eq!(r.as_object().unwrap().len(), 9, "{r}");
+        if n % 50 == 0 {
+            assert_eq!(outcome, "invalid", "line {n}: {r}");
+            assert!(r["code"].is_string() && r["description"].is_string(), "{r}");
+            assert_eq!(r["attempts"], 0);
+        } else {
+            assert_eq!(r["to"], format!("tok-{n}"), "{r}");
+            assert_eq!(r["attempts"], 1, "{r}");
+            assert!(r["latency_ms"].as_f64().unwrap() >= 0.0);
+            let want = match n.to_string() {
+                s if s.starts_with('7') => "nacked",
+                _ => "acked",
+            };
+            assert_eq!(outcome, want, "{r}");
+        }
+        if n % 10 == 1 && n % 50 != 0 {
+            assert_eq!(r["message_id"], format!("id-{n}"));
+        }
+    }
+    assert_eq!(by_line[&1]["outcome"], "acked", "BOM stripped");
+    assert_eq!(by_line[&2]["outcome"], "acked", "CR stripped");
+    assert_eq!(by_line[&9]["canonical_registration_id"], "new-token");
+    assert_eq!(by_line[&7]["code"], "DEVICE_UNREGISTERED");
+    assert_eq!(by_line[&100]["code"], "INVALID_JSON");
+
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON on stdout");
+    assert_eq!(summary["lines"], 5000);
+    assert_eq!(summary["invalid"], 100);
+    assert_eq!(summary["submitted"], 4900);
+    assert_eq!(emu.stats().unique_messages, 4900);
+}
+
+#[tokio::test]
+async fn resume_after_a_kill_finishes_each_line_exactly_once() {
+    let emu = emulator(script(vec![rule("", Reply::Delay { ms: 40 })])).await;
+    let s = Scratch::new(&emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    input_file(&input, 3000, 100);
+
+    let mut cmd = s.send(&emu, &input, &output_path);
+    cmd.args(["--window", "10"]).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while std::fs::read_to_string(&output_path).map_or(0, |t| t.lines().count()) < 300 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to finish in-flight messages
+    child.wait().unwrap();
+    let first = records(&output_path).len();
+    assert!((300..3000).contains(&first), "{first}");
+
+    emu.set_script(Default::default());
+    let mut resume = s.send(&emu, &input, &output_path);
+    resume.arg("--resume");
+    let out = output(resume).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let by_line = records(&output_path);
+    assert_eq!(by_line.len(), 3000);
+    assert!(by_line.values().all(|r| r["outcome"] != "failed"));
+
+    // A finished output is not overwritten by mistake.
+    let again = output(s.send(&emu, &input, &output_path)).await;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("--resume"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[tokio::test]
+async fn wrong_key_exits_3_without_showing_the_key() {
+    let emu = emulator(Default::default()).await;
+    let s = Scratch::new(&emu);
+    let input = s.path("in.ndjson");
+    input_file(&input, 3, 100);
+    let wrong = "AIzaWrongKey_must_never_be_printed_42";
+    for from_file in [false, true] {
+        let mut cmd = s.send(&emu, &input, &s.path("out.ndjson"));
+        if from_file {
+            std::fs::write(s.path("key"), format!("{wrong}\n")).unwrap();
+            cmd.env_remove("GCM_API_KEY")
+                .arg("--api-key-file")
+                .arg(s.path("key"));
+        } else {
+            cmd.env("GCM_API_KEY", wrong);
+        }
+        cmd.arg("-vv");
+        let out = output(cmd).await;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("authentication failed"), "{stderr}");
+        assert!(
+            !stdout.contains(wrong) && !stderr.contains(wrong),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn usage_and_file_errors_exit_2() {
+    let emu = emulator(Default::default()).await;
+    let s = Scratch::new(&emu);
+    let missing = output(s.send(&emu, &s.path("missing.ndjson"), &s.path("out.ndjson"))).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("missing.ndjson"));
+
+    input_file(&s.path("in.ndjson"), 3, 100);
+    let unwritable = output(s.send(&emu, &s.path("in.ndjson"), &s.path("no/such/dir/out"))).await;
+    assert_eq!(unwritable.status.code(), Some(2));
+
+    let mut no_key = s.send(&emu, &s.path("in.ndjson"), &s.path("out.ndjson"));
+    no_key.env_remove("GCM_API_KEY");
+    let no_key = output(no_key).await;
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(text(&no_key.stderr).contains("GCM_API_KEY"));
+    assert_eq!(emu.stats().connections_accepted, 0);
+}
+
+#[tokio::test]
+async fn send_reads_stdin_and_writes_stdout() {
+    let emu = emulator(Default::default()).await;
+    let s = Scratch::new(&emu);
+    let mut cmd = s.client("send", &emu);
+    cmd.args(["--input", "-", "--output", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"{\"to\":\"a\"}\n\n{\"to\":\"b\"}").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "only records on stdout");
+    let outcome = |n: u64| lines.iter().find(|r| r["line"] == n).unwrap()["outcome"].clone();
+    assert_eq!(
+        (outcome(1), outcome(2), outcome(3)),
+        (json!("acked"), json!("invalid"), json!("acked"))
+    );
+}
+
+#[tokio::test]
+async fn stream_prints_handshake_acks_upstream_and_receipts() {
+    let emu = emulator(script(vec![rule(
+        "canon-",
+        Reply::Canonical {
+            registration_id: "fresh".into(),
+        },
+    )]))
+    .await;
+    let s = Scratch::new(&emu);
+    let mut cmd = s.client("stream", &emu);
+    cmd.args(["--to", "canon-1", "--data", r#"{"k":"v"}"#, "--receipt"])
+        .args(["--count", "2", "--wait", "2", "--transcript"]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    eventually("the stream client acks its receipts", || {
+        emu.stats().client_acks >= 2
+    })
+    .await;
+    let mut data = Map::new();
+    data.insert("hello".into(), "world".into());
+    assert!(emu.inject_upstream(SENDER, "device-9", data).is_some());
+    let out = run.await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let tagged = |tag: &str| stdout.lines().filter(|l| l.starts_with(tag)).count();
+    assert_eq!(tagged("tls "), 1, "{stdout}");
+    assert!(stdout.contains(&format!("authenticated as {SENDER}@gcm.googleapis.com")));
+    assert_eq!(tagged("bound "), 1);
+    assert_eq!(tagged("ack "), 2, "{stdout}");
+    assert!(stdout.contains("canonical id fresh"), "{stdout}");
+    assert_eq!(tagged("receipt "), 2, "{stdout}");
+    assert_eq!(tagged("upstream "), 1, "{stdout}");
+    assert!(stdout.contains("from device-9: {\"hello\":\"world\"} (acked)"));
+    assert!(tagged("C: ") > 3 && tagged("S: ") > 3, "{stdout}");
+    assert!(
+        stdout.contains("mechanism=\"PLAIN\">***</auth>"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(KEY) && !text(&out.stderr).contains(KEY));
+}
+
+#[tokio::test]
+async fn emulate_serves_a_client_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let mut emulate = bin()
+        .args(["emulate", "--listen", "127.0.0.1:0", "--stats-every", "1"])
+        .args(["--credentials", &format!("{SENDER}:{KEY}"), "--ca-out"])
+        .arg(&ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(emulate.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("address on stdout: {first:?}"))
+        .to_owned();
+
+    let mut cmd = bin();
+    cmd.args([
+        "stream",
+        "--sender-id",
+        SENDER,
+        "--endpoint",
+        &addr,
+        "--to",
+        "tok",
+    ])
+    .args(["--wait", "0", "--ca-file"])
+    .arg(&ca)
+    .env("GCM_API_KEY", KEY);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\nack "));
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &emulate.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = emulate.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(&mut emulate.stderr.take().unwrap(), &mut stderr)
+                    .unwrap();
+                return (status, stderr);
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.1);
+    assert!(status.1.contains("stopped: "), "{}", status.1);
+    assert!(status.1.contains("downstream 1 (acks 1"), "{}", status.1);
+}
