@@ -28,6 +28,7 @@ mod connection;
 mod driver;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod message;
 pub mod response;
 mod session;
@@ -41,8 +42,9 @@ pub mod emulator;
 
 pub use client::{Client, PendingAck};
 pub use config::{Config, Credentials, Endpoint, ReconnectPolicy, RetryPolicy, ServerKey, Trust};
-pub use error::{ConnectError, SendError, ValidationError, WireError};
+pub use error::{ConnectError, HttpError, SendError, ValidationError, WireError};
 pub use events::{ConnId, Event, Events};
+pub use http::{HttpConfig, HttpSender};
 pub use message::{Message, MessageBuilder, Notification, Priority, Target};
 pub use response::{Ack, Control, Inbound, Nack, NackCode, Receipt, StanzaError, Upstream};
 pub use stats::StatsSnapshot;
