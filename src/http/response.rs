@@ -173,6 +173,7 @@ fn strip_tags(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn token_shape_keeps_order_and_exact_ids() {
@@ -285,5 +286,19 @@ mod tests {
         );
         let long = text("é".repeat(400).as_bytes());
         assert!(long.ends_with('…') && long.len() <= MAX_TEXT + '…'.len_utf8());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Reply::parse(&body);
+            let _ = text(&body);
+        }
+
+        #[test]
+        fn html_like_bodies_never_panic(body in "[<>/a-zA-Zé \n]{0,400}") {
+            let line = text(body.as_bytes());
+            prop_assert!(line.len() <= MAX_TEXT + '…'.len_utf8());
+        }
     }
 }
