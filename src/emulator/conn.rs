@@ -135,30 +135,22 @@ async fn read_side<R: AsyncRead + Unpin>(
     };
     shared.rec.connections_authenticated.fetch_add(1, Relaxed);
     shared.rec.connections_open.fetch_add(1, Relaxed);
-    shared.conns().insert(
-        id,
-        ConnCtl {
-            sender_id: sender_id.clone(),
-            out: tx.clone(),
-            state: state.clone(),
-        },
-    );
-    // Observed: one whitespace keepalive right after binding.
-    let _ = tx.send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
-    let ctx = Ctx {
-        shared,
-        tx,
-        state,
+    let ctl = ConnCtl {
         sender_id,
-        jid,
+        out: tx,
+        state,
     };
+    shared.conns().insert(id, ctl.clone());
+    // Observed: one whitespace keepalive right after binding.
+    let _ = ctl.out.send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
+    let ctx = Ctx { shared, ctl, jid };
     loop {
         match reader.next_frame().await {
             Ok(Frame::Message(m)) => ctx.on_message(m),
             Ok(Frame::Element(e)) if e.is(wire::NS_CLIENT, "iq") => ctx.on_iq(&e),
             Ok(Frame::Element(_)) => {} // presence and anything else: ignored (§3.8)
             Ok(Frame::StreamClose) => {
-                let _ = ctx.tx.send(Out::Close);
+                let _ = ctx.ctl.out.send(Out::Close);
                 return;
             }
             Ok(Frame::StreamOpen(_)) => return ctx.stream_error("invalid-xml"),
@@ -357,16 +349,14 @@ fn js(s: &str) -> String {
 
 struct Ctx {
     shared: Arc<Shared>,
-    tx: Tx,
-    state: Arc<ConnState>,
-    sender_id: String,
+    ctl: ConnCtl,
     jid: String,
 }
 
 impl Ctx {
     fn stream_error(&self, condition: &str) {
         self.shared.rec.stream_errors.fetch_add(1, Relaxed);
-        fail(&self.tx, condition);
+        fail(&self.ctl.out, condition);
     }
 
     fn read_error(&self, e: &WireError) {
@@ -374,11 +364,11 @@ impl Ctx {
         if !condition.is_empty() {
             self.shared.rec.stream_errors.fetch_add(1, Relaxed);
         }
-        fail(&self.tx, condition);
+        fail(&self.ctl.out, condition);
     }
 
     fn on_iq(&self, iq: &Element) {
-        answer_iq(&self.tx, iq);
+        answer_iq(&self.ctl.out, iq);
     }
 
     fn on_message(&self, m: MessageStanza) {
@@ -409,7 +399,7 @@ impl Ctx {
 
     fn stanza_error(&self, m: &MessageStanza, json: &str, text: &str) {
         self.shared.rec.stanza_errors.fetch_add(1, Relaxed);
-        send(&self.tx, |b| {
+        send(&self.ctl.out, |b| {
             let _ = write::stanza_error(b, m.id.as_deref(), &self.jid, json, 400, "modify", "bad-request", text);
         });
     }
@@ -429,9 +419,9 @@ impl Ctx {
         } else {
             1
         };
-        let in_flight = self.state.in_flight.fetch_add(1, Relaxed) + 1;
+        let in_flight = self.ctl.state.in_flight.fetch_add(1, Relaxed) + 1;
         rec.in_flight_seen(in_flight);
-        let count = self.state.received.fetch_add(1, Relaxed) + 1;
+        let count = self.ctl.state.received.fetch_add(1, Relaxed) + 1;
         let script = self.shared.script();
         let faults = &script.faults;
         let target = value
@@ -445,14 +435,20 @@ impl Ctx {
             || (faults.drop_probability > 0.0 && rand::random_bool(faults.drop_probability.clamp(0.0, 1.0)));
         if drop_now {
             rec.drops.fetch_add(1, Relaxed);
-            let _ = self.tx.send(Out::Drop);
+            let _ = self.ctl.out.send(Out::Drop);
             return;
         }
-        if self.state.draining.load(Relaxed) {
+        if self.ctl.state.draining.load(Relaxed) {
             return self.nack(&id, &target, "CONNECTION_DRAINING", "connection is draining", None);
         }
         if faults.over_limit == OverLimit::Nack && in_flight > faults.pending_limit as u64 {
             return self.nack(&id, &target, "SERVICE_UNAVAILABLE", "too many pending messages", None);
+        }
+        let drain_now = faults.drain_after == Some(count)
+            || (faults.drain_probability > 0.0
+                && rand::random_bool(faults.drain_probability.clamp(0.0, 1.0)));
+        if drain_now {
+            start_drain(&self.shared, &self.ctl, Duration::from_millis(faults.drain_close_ms));
         }
         let wants_receipt = value
             .get("delivery_receipt_requested")
@@ -479,6 +475,9 @@ impl Ctx {
     }
 
     fn ack(&self, id: &str, to: &str, canonical: Option<&str>, delay: Option<Duration>) {
+        if self.shared.track_ids {
+            self.shared.rec.accepted(id);
+        }
         let json = match canonical {
             Some(c) => format!(
                 r#"{{"message_type":"ack","message_id":{},"from":{},"registration_id":{}}}"#,
@@ -510,8 +509,8 @@ impl Ctx {
         if write::gcm_server_message(&mut b, &json).is_err() {
             return;
         }
-        let tx = self.tx.clone();
-        let state = self.state.clone();
+        let tx = self.ctl.out.clone();
+        let state = self.ctl.state.clone();
         let deliver = move || {
             state.in_flight.fetch_sub(1, Relaxed);
             let _ = tx.send(Out::Bytes(b));
@@ -546,11 +545,7 @@ impl Ctx {
         })
         .to_string();
         let shared = self.shared.clone();
-        let ctl = ConnCtl {
-            sender_id: self.sender_id.clone(),
-            out: self.tx.clone(),
-            state: self.state.clone(),
-        };
+        let ctl = self.ctl.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             send_upstream(&shared, &ctl, &receipt_id, &json);

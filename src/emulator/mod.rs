@@ -112,6 +112,7 @@ pub(crate) enum Out {
 }
 
 /// Control handle of an authenticated connection.
+#[derive(Clone)]
 pub(crate) struct ConnCtl {
     pub sender_id: String,
     pub out: mpsc::UnboundedSender<Out>,

@@ -91,6 +91,8 @@ pub enum OverLimit {
 pub struct Faults {
     /// Send `CONNECTION_DRAINING` after this many downstream messages on a connection.
     pub drain_after: Option<u64>,
+    /// Probability of starting a drain at each downstream message.
+    pub drain_probability: f64,
     /// Close a draining connection this many milliseconds after announcing it.
     pub drain_close_ms: u64,
     /// Drop the TCP connection abruptly (no reply, no close tag) at this message count.
@@ -119,6 +121,7 @@ impl Default for Faults {
     fn default() -> Self {
         Faults {
             drain_after: None,
+            drain_probability: 0.0,
             drain_close_ms: 2000,
             drop_after: None,
             drop_probability: 0.0,

@@ -35,6 +35,8 @@ pub(crate) struct Recorder {
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     pub copies: u32,
+    /// Copies answered with an ack (accepted for delivery).
+    pub accepted: u32,
     pub json: String,
 }
 
@@ -50,6 +52,13 @@ impl Recorder {
         seen.copies += 1;
         json.clone_into(&mut seen.json);
         seen.copies
+    }
+
+    /// Records that a copy of `id` was accepted (acked).
+    pub fn accepted(&self, id: &str) {
+        if let Some(seen) = lock(&self.copies).get_mut(id) {
+            seen.accepted += 1;
+        }
     }
 
     pub fn in_flight_seen(&self, n: u64) {
@@ -81,7 +90,7 @@ impl Recorder {
             unique_messages: copies.len() as u64,
             duplicates: copies
                 .values()
-                .map(|s| u64::from(s.copies.saturating_sub(1)))
+                .map(|s| u64::from(s.accepted.saturating_sub(1)))
                 .sum(),
             acks_sent: self.acks_sent.load(Relaxed),
             nacks_sent: self.nacks_sent.load(Relaxed),
@@ -107,7 +116,8 @@ pub struct EmulatorStats {
     pub downstream: u64,
     /// Distinct downstream message ids received.
     pub unique_messages: u64,
-    /// Copies beyond the first, over all message ids.
+    /// Duplicate deliveries: acks beyond the first, over all message ids (retries after
+    /// nacks are not duplicates; resends of messages whose ack was lost are).
     pub duplicates: u64,
     pub acks_sent: u64,
     pub nacks_sent: u64,

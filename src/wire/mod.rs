@@ -2,5 +2,12 @@
 //! incremental framing of an XMPP stream into [`Frame`]s, and writers for every stanza we emit.
 
 pub mod frame;
+pub mod read;
+pub mod sasl;
+pub mod write;
+
+#[cfg(test)]
+mod testing;
 
 pub use frame::*;
+pub use read::{Activity, FrameReader, Limits};
