@@ -41,6 +41,9 @@ pub struct StatusBurst {
     /// `Retry-After` value to send: seconds (`"2"`) or an HTTP-date.
     #[serde(default)]
     pub retry_after: Option<String>,
+    /// A plain-text body (e.g. a §3 400 text) instead of the HTML error page.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// One reply rule.
@@ -205,7 +208,8 @@ mod tests {
             Some(StatusBurst {
                 status: 503,
                 times: 2,
-                retry_after: Some("1".into())
+                retry_after: Some("1".into()),
+                body: None,
             })
         );
         assert_eq!(script.http.groups["grp-1"], vec!["a", "b"]);

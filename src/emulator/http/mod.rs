@@ -173,12 +173,15 @@ impl HttpState {
             return Answer::html(401);
         }
         let script = self.shared.script();
-        if let Some(burst) = &script.http.status_burst {
-            if self.burst_seen.fetch_add(1, Relaxed) < burst.times {
-                let mut answer = Answer::html(burst.status);
-                answer.retry_after.clone_from(&burst.retry_after);
-                return answer;
-            }
+        if let Some(burst) = &script.http.status_burst
+            && self.burst_seen.fetch_add(1, Relaxed) < burst.times
+        {
+            let mut answer = match &burst.body {
+                Some(text) => Answer::text(burst.status, text.clone()),
+                None => Answer::html(burst.status),
+            };
+            answer.retry_after.clone_from(&burst.retry_after);
+            return answer;
         }
         let mut copies = lock(&self.copies);
         let mut plan = Planner::new(&script, &mut copies);

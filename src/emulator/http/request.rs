@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ValidationError;
 use crate::http::MAX_REGISTRATION_IDS as MAX_IDS;
-use crate::message::Message;
+use crate::message::{Message, json_type};
 
 const MISSING: &str = r#"Missing "registration_ids" field"#;
 
@@ -142,13 +142,13 @@ fn json_dest(fields: &mut Map<String, Value>) -> Result<Dest, String> {
 /// Checks the non-target members with [`Message`]'s rules. HTTP-only members are checked
 /// here; `message_id` and `delivery_receipt_requested` (XMPP-only) are ignored.
 fn options(mut fields: Map<String, Value>, dest: &Dest) -> Result<Options, ValidationError> {
-    if let Some(name) = fields.remove("restricted_package_name") {
-        if !name.is_string() {
-            return Err(ValidationError::InvalidField {
-                field: "restricted_package_name".into(),
-                reason: format!("must be a string, got {name}"),
-            });
-        }
+    if let Some(name) = fields.remove("restricted_package_name")
+        && !name.is_string()
+    {
+        return Err(ValidationError::InvalidField {
+            field: "restricted_package_name".into(),
+            reason: format!("must be a string, got {}", json_type(&name)),
+        });
     }
     fields.remove("message_id");
     fields.remove("delivery_receipt_requested");
