@@ -30,9 +30,7 @@ mod tests {
     #[test]
     fn doubles_from_initial_and_caps() {
         let cap = Duration::from_secs(60);
-        let seq: Vec<u64> = (1..=9)
-            .map(|n| delay(S, cap, n, 1.0).as_secs())
-            .collect();
+        let seq: Vec<u64> = (1..=9).map(|n| delay(S, cap, n, 1.0).as_secs()).collect();
         assert_eq!(seq, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(delay(S, cap, 0, 1.0), S);
         assert_eq!(delay(S, cap, u32::MAX, 1.0), cap);

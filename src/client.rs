@@ -139,6 +139,7 @@ impl Client {
 
 /// The outcome of one submitted message: resolves exactly once with the ack or the error.
 #[must_use = "a PendingAck does nothing unless awaited; dropping it does not cancel the send"]
+#[derive(Debug)]
 pub struct PendingAck {
     id: Arc<str>,
     rx: oneshot::Receiver<Outcome>,

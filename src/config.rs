@@ -312,7 +312,11 @@ impl Config {
             ));
         }
         if self.credentials.sender_id.is_empty()
-            || !self.credentials.sender_id.bytes().all(|b| b.is_ascii_digit())
+            || !self
+                .credentials
+                .sender_id
+                .bytes()
+                .all(|b| b.is_ascii_digit())
         {
             return bad(format!(
                 "sender id `{}` must be the numeric project number",
@@ -336,7 +340,10 @@ mod tests {
     #[test]
     fn key_is_never_formatted() {
         let cfg = Config::new(Credentials::new("123", "AIzaSecretKey"));
-        let shown = format!("{cfg:?} {} {:?}", cfg.credentials.server_key, cfg.credentials);
+        let shown = format!(
+            "{cfg:?} {} {:?}",
+            cfg.credentials.server_key, cfg.credentials
+        );
         assert!(!shown.contains("AIzaSecretKey"), "{shown}");
         assert!(shown.contains("***"));
     }
@@ -370,7 +377,12 @@ mod tests {
         let mut cfg = Config::new(Credentials::new("123", "k"));
         assert!(cfg.validate().is_ok());
         cfg.window = 101;
-        assert!(cfg.validate().unwrap_err().to_string().contains("window 101"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("window 101")
+        );
         cfg.window = 100;
         cfg.connections = 0;
         assert!(cfg.validate().is_err());

@@ -25,7 +25,8 @@ pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 /// A negotiated session over an erased stream.
 pub(crate) type Session = Established<BoxRead, BoxWrite>;
 /// What a [`Connector`] returns.
-pub(crate) type Connecting<'a> = Pin<Box<dyn Future<Output = Result<Session, ConnectError>> + Send + 'a>>;
+pub(crate) type Connecting<'a> =
+    Pin<Box<dyn Future<Output = Result<Session, ConnectError>> + Send + 'a>>;
 
 /// Opens and negotiates one connection. The production connector speaks TLS to the
 /// endpoint; the emulator offers an in-memory one for deterministic tests.
@@ -53,7 +54,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (r, w) = tokio::io::split(stream);
-    let reader = FrameReader::new(Box::new(r) as BoxRead, cfg.limits.clone());
+    let reader = FrameReader::new(Box::new(r) as BoxRead, cfg.limits);
     let negotiation = Negotiation {
         credentials: &cfg.credentials,
         stream_to: &cfg.stream_to,

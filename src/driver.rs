@@ -125,12 +125,7 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// A driver that already owns its first connection (`first`, id 1).
-    pub fn new(
-        cfg: Arc<Config>,
-        connector: Arc<dyn Connector>,
-        w: Wiring,
-        first: Link,
-    ) -> Self {
+    pub fn new(cfg: Arc<Config>, connector: Arc<dyn Connector>, w: Wiring, first: Link) -> Self {
         let mut d = Driver {
             cfg,
             connector,
@@ -214,7 +209,9 @@ impl Driver {
         if self.failing_fast() {
             let error = self.outage.as_ref().map(|o| o.error.clone());
             while let Some(job) = self.ready.pop_front() {
-                let err = error.clone().map_or(SendError::Closed, SendError::Unavailable);
+                let err = error
+                    .clone()
+                    .map_or(SendError::Closed, SendError::Unavailable);
                 self.complete(job, Err(err));
             }
             return;
@@ -338,8 +335,7 @@ impl Driver {
                     retry.max_rate_limit_backoff,
                     job.attempts,
                 );
-                self.cooldown
-                    .insert(job.target.clone(), Instant::now() + d);
+                self.cooldown.insert(job.target.clone(), Instant::now() + d);
                 self.retry(job, SendError::Nacked(nack), d);
             }
             c if c.is_retryable() => {
@@ -506,7 +502,11 @@ impl Driver {
         });
         // Oldest first at the front of the queue.
         for job in jobs.into_iter().rev() {
-            self.retry(job, SendError::ConnectionLost(reason.clone()), Duration::ZERO);
+            self.retry(
+                job,
+                SendError::ConnectionLost(reason.clone()),
+                Duration::ZERO,
+            );
         }
         let jitter = self
             .cfg
@@ -585,7 +585,10 @@ impl Driver {
             }
         }
         for id in dead {
-            self.on_closed(id, format!("no data from the server for {:?}", interval * 2));
+            self.on_closed(
+                id,
+                format!("no data from the server for {:?}", interval * 2),
+            );
         }
     }
 

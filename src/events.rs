@@ -45,10 +45,7 @@ pub enum Event {
         message: Arc<Upstream>,
     },
     /// A delivery receipt (already acked to the server with its full `dr2:` id).
-    Receipt {
-        conn: ConnId,
-        receipt: Arc<Receipt>,
-    },
+    Receipt { conn: ConnId, receipt: Arc<Receipt> },
     /// This subscriber fell behind and missed `n` events.
     Lagged(u64),
 }

@@ -34,8 +34,8 @@ pub mod response;
 mod session;
 mod stats;
 mod tls;
-pub mod wire;
 mod window;
+pub mod wire;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

@@ -45,10 +45,7 @@ pub(crate) async fn connect(
 ) -> Result<TlsStream<TcpStream>, ConnectError> {
     let endpoint = cfg.endpoint.to_string();
     let name = ServerName::try_from(cfg.tls_server_name().to_owned()).map_err(|e| {
-        ConnectError::Config(format!(
-            "TLS server name `{}`: {e}",
-            cfg.tls_server_name()
-        ))
+        ConnectError::Config(format!("TLS server name `{}`: {e}", cfg.tls_server_name()))
     })?;
     let work = async {
         let tcp = TcpStream::connect((cfg.endpoint.host(), cfg.endpoint.port()))

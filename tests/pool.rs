@@ -72,6 +72,12 @@ async fn drain_hands_over_to_a_new_connection_without_failures() {
     let outcomes = send_all(&client, 1000, |i| format!("t{i}")).await;
     let failed: Vec<_> = outcomes.values().filter(|o| o.is_err()).collect();
     assert!(failed.is_empty(), "no message may fail: {failed:?}");
+    // Let the server finish closing the drained connection(s) before we close ours.
+    eventually("only the replacement is left", || {
+        let s = emu.stats();
+        s.drains >= 1 && s.connections_open == 1
+    })
+    .await;
     client.close().await;
     drop(client);
     let log = log.await.unwrap();
@@ -83,14 +89,20 @@ async fn drain_hands_over_to_a_new_connection_without_failures() {
             _ => None,
         })
         .collect();
-    assert!(!drained.is_empty(), "the emulator drained at least once: {log:?}");
+    assert!(
+        !drained.is_empty(),
+        "the emulator drained at least once: {log:?}"
+    );
     let first = drained[0];
     let pos = |pred: &dyn Fn(&Event) -> bool| log.iter().position(pred);
     let replacement = pos(&|e| matches!(e, Event::Connected { conn, .. } if *conn > first))
         .expect("a replacement connected");
     let lost = pos(&|e| matches!(e, Event::Lost { conn, .. } if *conn == first))
         .expect("the draining connection closed");
-    assert!(replacement < lost, "replacement must open before the drained one closes: {log:?}");
+    assert!(
+        replacement < lost,
+        "replacement must open before the drained one closes: {log:?}"
+    );
     assert!(emu.stats().drains >= 1);
 }
 
@@ -101,7 +113,10 @@ async fn abrupt_drop_mid_flight_resends_with_bounded_duplicates() {
     let emu = emulator(s).await;
     let client = client(&emu).await;
     let outcomes = send_all(&client, 1500, |i| format!("t{i}")).await;
-    assert!(outcomes.values().all(Result::is_ok), "all acked after resends");
+    assert!(
+        outcomes.values().all(Result::is_ok),
+        "all acked after resends"
+    );
     let stats = emu.stats();
     assert!(stats.drops >= 1, "{stats:?}");
     assert_eq!(stats.unique_messages, 1500);
@@ -130,14 +145,20 @@ async fn silence_times_out_into_retries_without_leaking_slots() {
     let id = silent.message_id().to_owned();
     // The other slot keeps working meanwhile.
     for i in 0..20 {
-        client.send(Message::to(format!("ok-{i}")).build().unwrap()).await.unwrap();
+        client
+            .send(Message::to(format!("ok-{i}")).build().unwrap())
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     match silent.await {
         Err(SendError::Timeout(t)) => assert_eq!(t, Duration::from_secs(60)),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(started.elapsed() >= Duration::from_secs(170), "three attempts of 60 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(170),
+        "three attempts of 60 s"
+    );
     assert_eq!(emu.copies(&id), 3);
     // Both slots are free again.
     let (a, b) = tokio::join!(
@@ -192,7 +213,10 @@ async fn waiting_retries_do_not_hold_window_slots() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // While flaky-1 waits out its backoff, the single slot serves other traffic.
     let started = Instant::now();
-    client.send(Message::to("ok").build().unwrap()).await.unwrap();
+    client
+        .send(Message::to("ok").build().unwrap())
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_millis(400));
     flaky.await.unwrap();
     client.close().await;
@@ -225,9 +249,16 @@ async fn rate_limit_backs_off_longer_for_that_target() {
     .await;
     let client = emu.connect_in_memory(config(&emu)).await.unwrap();
     let started = Instant::now();
-    client.send(Message::to("hot-1").build().unwrap()).await.unwrap();
+    client
+        .send(Message::to("hot-1").build().unwrap())
+        .await
+        .unwrap();
     // rate_limit_backoff defaults to 10 s, jittered to at least 5 s.
-    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     client.close().await;
 }
 
@@ -262,7 +293,10 @@ async fn auth_failure_is_surfaced_and_retried_only_slowly() {
     // Recovery: accept auth again; the pool comes back and sends.
     emu.set_script(Script::default());
     tokio::time::sleep(Duration::from_secs(61)).await;
-    client.send(Message::to("t2").build().unwrap()).await.unwrap();
+    client
+        .send(Message::to("t2").build().unwrap())
+        .await
+        .unwrap();
     client.close().await;
 }
 
@@ -297,16 +331,24 @@ async fn soak_exactly_one_outcome_under_faults() {
     let client = Client::connect(cfg).await.unwrap();
     let started = std::time::Instant::now();
     let outcomes = send_all(&client, n, |i| {
-        if i % 200 == 0 { format!("gone-{i}") } else { format!("t{i}") }
+        if i % 200 == 0 {
+            format!("gone-{i}")
+        } else {
+            format!("t{i}")
+        }
     })
     .await;
     let acked = outcomes.values().filter(|o| o.is_ok()).count();
     let failed: Vec<&SendError> = outcomes.values().filter_map(|o| o.as_ref().err()).collect();
     assert_eq!(acked + failed.len(), n);
     assert!(
-        failed.iter().all(|e| e.nack_code() == Some(&NackCode::DeviceUnregistered)),
+        failed
+            .iter()
+            .all(|e| e.nack_code() == Some(&NackCode::DeviceUnregistered)),
         "only non-retryable failures: {:?}",
-        failed.iter().find(|e| e.nack_code() != Some(&NackCode::DeviceUnregistered))
+        failed
+            .iter()
+            .find(|e| e.nack_code() != Some(&NackCode::DeviceUnregistered))
     );
     assert_eq!(failed.len(), n / 200);
     let stats = emu.stats();
@@ -325,7 +367,10 @@ async fn soak_exactly_one_outcome_under_faults() {
         cs.reconnects
     );
     assert_eq!(stats.unique_messages as usize, n);
-    assert!(stats.duplicates <= bound, "duplicates beyond in-flight bound");
+    assert!(
+        stats.duplicates <= bound,
+        "duplicates beyond in-flight bound"
+    );
     assert_eq!(cs.in_flight, 0);
     client.close().await;
 }

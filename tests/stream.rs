@@ -14,7 +14,9 @@ async fn handshake_binds_a_decorated_jid() {
     let emu = emulator(Default::default()).await;
     let client = client(&emu).await;
     assert!(
-        client.jid().starts_with(&format!("{SENDER}@gcm.googleapis.com/")),
+        client
+            .jid()
+            .starts_with(&format!("{SENDER}@gcm.googleapis.com/")),
         "{}",
         client.jid()
     );
@@ -68,8 +70,14 @@ async fn every_nack_code_surfaces_typed() {
         ("BAD_ACK", NackCode::BadAck),
         ("SERVICE_UNAVAILABLE", NackCode::ServiceUnavailable),
         ("INTERNAL_SERVER_ERROR", NackCode::InternalServerError),
-        ("DEVICE_MESSAGE_RATE_EXCEEDED", NackCode::DeviceMessageRateExceeded),
-        ("TOPICS_MESSAGE_RATE_EXCEEDED", NackCode::TopicsMessageRateExceeded),
+        (
+            "DEVICE_MESSAGE_RATE_EXCEEDED",
+            NackCode::DeviceMessageRateExceeded,
+        ),
+        (
+            "TOPICS_MESSAGE_RATE_EXCEEDED",
+            NackCode::TopicsMessageRateExceeded,
+        ),
         ("CONNECTION_DRAINING", NackCode::ConnectionDraining),
         ("INVALID_APNS_CREDENTIAL", NackCode::InvalidApnsCredential),
         ("QUOTA_EXCEEDED", NackCode::DeviceMessageRateExceeded),
@@ -125,10 +133,23 @@ async fn out_of_order_acks_complete_the_right_messages() {
     ]))
     .await;
     let client = client(&emu).await;
-    let slow = client.submit(Message::to("slow-1").build().unwrap()).await.unwrap();
-    let mid = client.submit(Message::to("mid-1").build().unwrap()).await.unwrap();
-    let fast = client.submit(Message::to("fast-1").build().unwrap()).await.unwrap();
-    let ids = [slow.message_id().to_owned(), mid.message_id().to_owned(), fast.message_id().to_owned()];
+    let slow = client
+        .submit(Message::to("slow-1").build().unwrap())
+        .await
+        .unwrap();
+    let mid = client
+        .submit(Message::to("mid-1").build().unwrap())
+        .await
+        .unwrap();
+    let fast = client
+        .submit(Message::to("fast-1").build().unwrap())
+        .await
+        .unwrap();
+    let ids = [
+        slow.message_id().to_owned(),
+        mid.message_id().to_owned(),
+        fast.message_id().to_owned(),
+    ];
     let (order_tx, mut order_rx) = tokio::sync::mpsc::unbounded_channel();
     for (name, p) in [("slow", slow), ("mid", mid), ("fast", fast)] {
         let tx = order_tx.clone();
@@ -143,7 +164,11 @@ async fn out_of_order_acks_complete_the_right_messages() {
     }
     assert_eq!(
         order,
-        vec![("fast", ids[2].clone()), ("mid", ids[1].clone()), ("slow", ids[0].clone())]
+        vec![
+            ("fast", ids[2].clone()),
+            ("mid", ids[1].clone()),
+            ("slow", ids[0].clone())
+        ]
     );
     client.close().await;
 }
@@ -168,7 +193,10 @@ async fn window_caps_in_flight_messages_on_the_wire() {
     }
     let stats = emu.stats();
     assert_eq!(stats.downstream, 1000);
-    assert_eq!(stats.max_in_flight, 100, "the window must fill but never overflow");
+    assert_eq!(
+        stats.max_in_flight, 100,
+        "the window must fill but never overflow"
+    );
     assert_eq!(client.stats().acked, 1000);
     client.close().await;
 }
@@ -181,7 +209,12 @@ async fn smaller_window_is_respected() {
     let client = Client::connect(cfg).await.unwrap();
     let mut pending = Vec::new();
     for i in 0..70 {
-        pending.push(client.submit(Message::to(format!("t{i}")).build().unwrap()).await.unwrap());
+        pending.push(
+            client
+                .submit(Message::to(format!("t{i}")).build().unwrap())
+                .await
+                .unwrap(),
+        );
     }
     for p in pending {
         p.await.unwrap();
@@ -263,7 +296,12 @@ async fn graceful_close_waits_for_outstanding_acks() {
     let client = client(&emu).await;
     let mut pending = Vec::new();
     for i in 0..10 {
-        pending.push(client.submit(Message::to(format!("t{i}")).build().unwrap()).await.unwrap());
+        pending.push(
+            client
+                .submit(Message::to(format!("t{i}")).build().unwrap())
+                .await
+                .unwrap(),
+        );
     }
     client.close().await;
     for p in pending {
@@ -273,7 +311,10 @@ async fn graceful_close_waits_for_outstanding_acks() {
     // Intake is closed afterwards.
     let late = client.submit(Message::to("late").build().unwrap()).await;
     assert!(matches!(late, Err(SendError::Closed)), "{late:?}");
-    eventually("emulator saw the close", || emu.stats().connections_open == 0).await;
+    eventually("emulator saw the close", || {
+        emu.stats().connections_open == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -282,7 +323,10 @@ async fn close_deadline_fails_what_never_gets_an_answer() {
     let mut cfg = config(&emu);
     cfg.close_timeout = Duration::from_millis(300);
     let client = Client::connect(cfg).await.unwrap();
-    let p = client.submit(Message::to("t").build().unwrap()).await.unwrap();
+    let p = client
+        .submit(Message::to("t").build().unwrap())
+        .await
+        .unwrap();
     client.close().await;
     assert!(matches!(p.await, Err(SendError::Closed)));
     assert_eq!(client.stats().failed, 1);
@@ -295,10 +339,18 @@ async fn dropped_pending_ack_neither_cancels_nor_leaks() {
     cfg.window = 1;
     let client = Client::connect(cfg).await.unwrap();
     for i in 0..5 {
-        drop(client.submit(Message::to(format!("t{i}")).build().unwrap()).await.unwrap());
+        drop(
+            client
+                .submit(Message::to(format!("t{i}")).build().unwrap())
+                .await
+                .unwrap(),
+        );
     }
     // With a window of one, this only completes if every dropped send released its slot.
-    client.send(Message::to("last").build().unwrap()).await.unwrap();
+    client
+        .send(Message::to("last").build().unwrap())
+        .await
+        .unwrap();
     eventually("all acked", || client.stats().acked == 6).await;
     client.close().await;
 }

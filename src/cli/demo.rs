@@ -19,7 +19,9 @@ const KEY: &str = "demo-server-key";
 
 /// Run the full client against the embedded emulator and print a summary.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  gcm-ccs demo\n  gcm-ccs demo --messages 50000 --connections 4\n  gcm-ccs demo --json | jq .acked")]
+#[command(
+    after_help = "Examples:\n  gcm-ccs demo\n  gcm-ccs demo --messages 50000 --connections 4\n  gcm-ccs demo --json | jq .acked"
+)]
 pub struct DemoArgs {
     /// Messages to send.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -119,7 +121,6 @@ pub async fn run(args: DemoArgs) -> u8 {
 async fn demo(args: &DemoArgs) -> Result<Summary, Box<dyn std::error::Error>> {
     let mut emu_cfg = EmulatorConfig::new(SENDER, KEY);
     emu_cfg.script = script(args.messages);
-    emu_cfg.track_ids = false;
     let emulator = Emulator::start(emu_cfg).await?;
     eprintln!("emulator listening on {} (TLS)", emulator.addr());
 

@@ -38,13 +38,15 @@ enum Command {
 pub(crate) mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -40,7 +40,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_id.fetch_add(1, Relaxed);
     let state = Arc::new(ConnState::default());
-    let reader = FrameReader::new(r, shared.limits.clone());
+    let reader = FrameReader::new(r, shared.limits);
     let keepalive = shared.script().faults.keepalive();
     let read_task = tokio::spawn(read_side(shared.clone(), id, reader, tx, state));
     write_side(w, rx, read_task.abort_handle(), keepalive).await;
@@ -122,8 +122,11 @@ async fn read_side<R: AsyncRead + Unpin>(
     tx: Tx,
     state: Arc<ConnState>,
 ) {
-    let negotiated =
-        tokio::time::timeout(shared.handshake_timeout, negotiate(&shared, &mut reader, &tx)).await;
+    let negotiated = tokio::time::timeout(
+        shared.handshake_timeout,
+        negotiate(&shared, &mut reader, &tx),
+    )
+    .await;
     let (sender_id, jid) = match negotiated {
         Ok(Ok(bound)) => bound,
         Ok(Err(HandshakeEnd::Closed)) => return,
@@ -142,7 +145,9 @@ async fn read_side<R: AsyncRead + Unpin>(
     };
     shared.conns().insert(id, ctl.clone());
     // Observed: one whitespace keepalive right after binding.
-    let _ = ctl.out.send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
+    let _ = ctl
+        .out
+        .send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
     let ctx = Ctx { shared, ctl, jid };
     loop {
         match reader.next_frame().await {
@@ -192,7 +197,10 @@ async fn negotiate<R: AsyncRead + Unpin>(
             let resource = bind
                 .child(wire::NS_BIND, "resource")
                 .map_or("", |r| r.text.trim());
-            let jid = format!("{sender_id}@{GCM_DOMAIN}/{resource}{:08X}", rand::random::<u32>());
+            let jid = format!(
+                "{sender_id}@{GCM_DOMAIN}/{resource}{:08X}",
+                rand::random::<u32>()
+            );
             send(tx, |b| write::iq_bind_result(b, iq.attr("id"), &jid));
             return Ok((sender_id, jid));
         }
@@ -262,7 +270,8 @@ fn authenticate(shared: &Shared, auth: &Element) -> Result<String, Vec<u8>> {
     if auth.attr("mechanism") != Some("PLAIN") {
         return Err(failure("invalid-mechanism"));
     }
-    let creds = wire::sasl::decode_plain(auth.text.trim()).map_err(|_| failure("incorrect-encoding"))?;
+    let creds =
+        wire::sasl::decode_plain(auth.text.trim()).map_err(|_| failure("incorrect-encoding"))?;
     let (sender_id, domain) = creds
         .authcid
         .split_once('@')
@@ -291,7 +300,11 @@ fn authenticate(shared: &Shared, auth: &Element) -> Result<String, Vec<u8>> {
             .count();
         if open >= max {
             let mut b = Vec::new();
-            write::stream_error(&mut b, "policy-violation", Some("too many connections for this sender"));
+            write::stream_error(
+                &mut b,
+                "policy-violation",
+                Some("too many connections for this sender"),
+            );
             return Err(b);
         }
     }
@@ -308,7 +321,9 @@ fn answer_iq(tx: &Tx, iq: &Element) {
         Some("get") if iq.child(wire::NS_PING, "ping").is_some() => {
             send(tx, |b| write::iq_result(b, id, Some(GCM_DOMAIN)))
         }
-        Some("get" | "set") => send(tx, |b| write::iq_error(b, id, "cancel", "service-unavailable")),
+        Some("get" | "set") => send(tx, |b| {
+            write::iq_error(b, id, "cancel", "service-unavailable")
+        }),
         _ => {}
     }
 }
@@ -376,7 +391,11 @@ impl Ctx {
         let value: Value = match serde_json::from_str(json) {
             Ok(v) => v,
             Err(e) => {
-                return self.stanza_error(&m, json, &format!("InvalidJson: JSON_PARSING_ERROR : {e}"));
+                return self.stanza_error(
+                    &m,
+                    json,
+                    &format!("InvalidJson: JSON_PARSING_ERROR : {e}"),
+                );
             }
         };
         let Some(obj) = value.as_object() else {
@@ -393,14 +412,29 @@ impl Ctx {
         match obj.get("message_type").map(|t| t.as_str()) {
             None => self.on_downstream(message_id, json, value),
             Some(Some("ack")) => self.on_client_ack(&message_id),
-            Some(_) => self.nack(&message_id, "", "BAD_ACK", "unsupported message_type from the app server", None),
+            Some(_) => self.nack(
+                &message_id,
+                "",
+                "BAD_ACK",
+                "unsupported message_type from the app server",
+                None,
+            ),
         }
     }
 
     fn stanza_error(&self, m: &MessageStanza, json: &str, text: &str) {
         self.shared.rec.stanza_errors.fetch_add(1, Relaxed);
         send(&self.ctl.out, |b| {
-            let _ = write::stanza_error(b, m.id.as_deref(), &self.jid, json, 400, "modify", "bad-request", text);
+            let _ = write::stanza_error(
+                b,
+                m.id.as_deref(),
+                &self.jid,
+                json,
+                400,
+                "modify",
+                "bad-request",
+                text,
+            );
         });
     }
 
@@ -432,30 +466,53 @@ impl Ctx {
             .to_owned();
 
         let drop_now = faults.drop_after == Some(count)
-            || (faults.drop_probability > 0.0 && rand::random_bool(faults.drop_probability.clamp(0.0, 1.0)));
+            || (faults.drop_probability > 0.0
+                && rand::random_bool(faults.drop_probability.clamp(0.0, 1.0)));
         if drop_now {
             rec.drops.fetch_add(1, Relaxed);
             let _ = self.ctl.out.send(Out::Drop);
             return;
         }
         if self.ctl.state.draining.load(Relaxed) {
-            return self.nack(&id, &target, "CONNECTION_DRAINING", "connection is draining", None);
+            return self.nack(
+                &id,
+                &target,
+                "CONNECTION_DRAINING",
+                "connection is draining",
+                None,
+            );
         }
         if faults.over_limit == OverLimit::Nack && in_flight > faults.pending_limit as u64 {
-            return self.nack(&id, &target, "SERVICE_UNAVAILABLE", "too many pending messages", None);
+            return self.nack(
+                &id,
+                &target,
+                "SERVICE_UNAVAILABLE",
+                "too many pending messages",
+                None,
+            );
         }
         let drain_now = faults.drain_after == Some(count)
             || (faults.drain_probability > 0.0
                 && rand::random_bool(faults.drain_probability.clamp(0.0, 1.0)));
         if drain_now {
-            start_drain(&self.shared, &self.ctl, Duration::from_millis(faults.drain_close_ms));
+            start_drain(
+                &self.shared,
+                &self.ctl,
+                Duration::from_millis(faults.drain_close_ms),
+            );
         }
         let wants_receipt = value
             .get("delivery_receipt_requested")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if let Err(e) = Message::from_json_value(value) {
-            return self.nack(&id, &target, "INVALID_JSON", &format!("InvalidJson: {e}"), None);
+            return self.nack(
+                &id,
+                &target,
+                "INVALID_JSON",
+                &format!("InvalidJson: {e}"),
+                None,
+            );
         }
         match script.reply_for(&target, copy) {
             Reply::Ack => self.ack(&id, &target, None, None),
@@ -485,7 +542,11 @@ impl Ctx {
                 js(to),
                 js(c)
             ),
-            None => format!(r#"{{"message_type":"ack","message_id":{},"from":{}}}"#, js(id), js(to)),
+            None => format!(
+                r#"{{"message_type":"ack","message_id":{},"from":{}}}"#,
+                js(id),
+                js(to)
+            ),
         };
         self.shared.rec.acks_sent.fetch_add(1, Relaxed);
         self.reply(json, delay);

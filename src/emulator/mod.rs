@@ -66,7 +66,8 @@ pub struct EmulatorConfig {
     pub max_connections: usize,
     /// Framing limits applied to clients.
     pub limits: Limits,
-    /// Count copies per message id (for duplicate assertions); off for benchmarks.
+    /// Keep per-message-id records: copies (duplicate assertions, `Reply::NackFirst`) and the
+    /// last payload. Costs memory per distinct id; benchmarks turn it off.
     pub track_ids: bool,
     /// Also serve the legacy HTTP send API on this address (port 0 picks a free port; see
     /// [`Emulator::http_url`]), with the same certificate, credentials and script.
@@ -295,7 +296,11 @@ impl Emulator {
         self.shared
             .auth_rejections
             .store(script.faults.reject_auth, Relaxed);
-        *self.shared.script.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(script);
+        *self
+            .shared
+            .script
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(script);
         if let Some(http) = &self.http {
             http.state.reset_burst();
         }
