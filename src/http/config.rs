@@ -24,7 +24,7 @@ pub struct HttpConfig {
     pub url: String,
     pub server_key: ServerKey,
     pub trust: Trust,
-    /// TCP connect plus TLS handshake.
+    /// TCP connect (the request timeout bounds the TLS handshake and everything after).
     pub connect_timeout: Duration,
     /// One request, from sending it to the last byte of the response.
     pub request_timeout: Duration,

@@ -181,7 +181,7 @@ impl HttpSender {
             };
             match schedule.next_delay(failed.retry_after) {
                 Some(delay) => {
-                    debug!(target, attempts = schedule.attempts(), ?delay, error = %failed.error, "HTTP send: retrying");
+                    debug!(to = target, attempts = schedule.attempts(), ?delay, error = %failed.error, "HTTP send: retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(failed.error),
