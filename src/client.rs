@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::connection::{self, Connector, TlsConnector};
-use crate::driver::{Command, Driver, Job, Outcome, Wiring};
+use crate::driver::{Command, Completion, Driver, Job, Wiring};
 use crate::error::{ConnectError, SendError, ValidationError};
 use crate::events::Events;
 use crate::message::Message;
@@ -142,7 +142,7 @@ impl Client {
 #[derive(Debug)]
 pub struct PendingAck {
     id: Arc<str>,
-    rx: oneshot::Receiver<Outcome>,
+    rx: oneshot::Receiver<Completion>,
 }
 
 impl PendingAck {
@@ -150,14 +150,23 @@ impl PendingAck {
     pub fn message_id(&self) -> &str {
         &self.id
     }
+
+    /// Waits for the outcome together with how many sends it took.
+    pub async fn completion(self) -> Completion {
+        self.rx.await.unwrap_or(Completion {
+            result: Err(SendError::Closed),
+            attempts: 0,
+        })
+    }
 }
 
 impl Future for PendingAck {
     type Output = Result<Ack, SendError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(SendError::Closed)))
+        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+            Ok(c) => c.result,
+            Err(_) => Err(SendError::Closed),
+        })
     }
 }

@@ -29,6 +29,15 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The outcome a caller waits for.
 pub(crate) type Outcome = Result<Ack, SendError>;
 
+/// What the driver reports for a finished job.
+#[derive(Debug)]
+pub struct Completion {
+    /// The ack, or why the message failed.
+    pub result: Result<Ack, SendError>,
+    /// How many times the message was written to the wire (0 if it never was).
+    pub attempts: u32,
+}
+
 /// One accepted message on its way to an outcome.
 pub(crate) struct Job {
     pub id: Arc<str>,
@@ -38,7 +47,7 @@ pub(crate) struct Job {
     /// Sends so far.
     pub attempts: u32,
     pub submitted_at: Instant,
-    pub reply: oneshot::Sender<Outcome>,
+    pub reply: oneshot::Sender<Completion>,
 }
 
 /// Requests from client handles.
@@ -274,7 +283,10 @@ impl Driver {
             Err(_) => self.w.stats.failed(),
         }
         // The caller may have dropped its PendingAck; the send still counted.
-        let _ = job.reply.send(outcome);
+        let _ = job.reply.send(Completion {
+            result: outcome,
+            attempts: job.attempts,
+        });
     }
 
     /// Sends `job` again after `delay`, unless its attempts or deadline are used up.
@@ -608,9 +620,15 @@ impl Driver {
         self.closing.as_ref().is_some_and(|c| now >= c.deadline)
     }
 
+    /// No more submissions can arrive: every handle is gone, or the intake was closed and
+    /// what it had buffered has been taken.
+    fn intake_drained(&self) -> bool {
+        !self.intake_open || (self.closing.is_some() && self.w.intake.is_empty())
+    }
+
     /// Nothing accepted is still waiting for an outcome.
     fn is_idle(&self) -> bool {
-        !self.intake_open
+        self.intake_drained()
             && self.ready.is_empty()
             && self.delayed.is_empty()
             && self.conns.values().all(|c| c.window.is_empty())

@@ -42,6 +42,7 @@ pub mod emulator;
 
 pub use client::{Client, PendingAck};
 pub use config::{Config, Credentials, Endpoint, ReconnectPolicy, RetryPolicy, ServerKey, Trust};
+pub use driver::Completion;
 pub use error::{ConnectError, HttpError, SendError, ValidationError, WireError};
 pub use events::{ConnId, Event, Events};
 pub use http::{HttpConfig, HttpSender};

@@ -170,6 +170,42 @@ async fn silence_times_out_into_retries_without_leaking_slots() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn dead_connection_is_detected_by_liveness_and_replaced() {
+    let emu = emulator(Script::default()).await;
+    let mut cfg = config(&emu);
+    cfg.ping_interval = Duration::from_secs(20);
+    let client = emu.connect_in_memory(cfg).await.unwrap();
+    let mut events = client.events();
+    client
+        .send(Message::to("before").build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(emu.mute_all(), 1);
+    let started = Instant::now();
+    let pending = client
+        .submit(Message::to("during").build().unwrap())
+        .await
+        .unwrap();
+    let reason = next_event(&mut events, |e| match e {
+        Event::Lost {
+            reason, in_flight, ..
+        } => Some((reason, in_flight)),
+        _ => None,
+    })
+    .await;
+    assert!(reason.0.contains("no data"), "{reason:?}");
+    assert_eq!(reason.1, 1, "the unanswered message was in flight");
+    let silent_for = started.elapsed();
+    assert!(
+        silent_for >= Duration::from_secs(40) && silent_for <= Duration::from_secs(41),
+        "declared dead after two ping intervals, got {silent_for:?}"
+    );
+    pending.await.expect("resent on the replacement connection");
+    assert_eq!(client.stats().reconnects, 1);
+    client.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn service_unavailable_is_retried_with_exponential_backoff() {
     let emu = emulator(script(vec![rule(
         "flaky-",
@@ -183,7 +219,9 @@ async fn service_unavailable_is_retried_with_exponential_backoff() {
     let started = Instant::now();
     let msg = Message::to("flaky-1").build().unwrap();
     let id = msg.message_id().to_owned();
-    client.send(msg).await.expect("acked after three nacks");
+    let done = client.submit(msg).await.unwrap().completion().await;
+    done.result.expect("acked after three nacks");
+    assert_eq!(done.attempts, 4);
     let waited = started.elapsed();
     // 1 s + 2 s + 4 s, each scaled by a jitter in 0.5..1.5.
     assert!(waited >= Duration::from_millis(3500), "{waited:?}");

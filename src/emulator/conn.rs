@@ -42,8 +42,8 @@ where
     let state = Arc::new(ConnState::default());
     let reader = FrameReader::new(r, shared.limits);
     let keepalive = shared.script().faults.keepalive();
-    let read_task = tokio::spawn(read_side(shared.clone(), id, reader, tx, state));
-    write_side(w, rx, read_task.abort_handle(), keepalive).await;
+    let read_task = tokio::spawn(read_side(shared.clone(), id, reader, tx, state.clone()));
+    write_side(w, rx, read_task.abort_handle(), keepalive, &state).await;
     read_task.abort();
     if shared.conns().remove(&id).is_some() {
         shared.rec.connections_open.fetch_sub(1, Relaxed);
@@ -55,6 +55,7 @@ async fn write_side<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Out>,
     reader: AbortHandle,
     keepalive: Option<Duration>,
+    state: &ConnState,
 ) {
     let period = keepalive.unwrap_or(Duration::from_secs(3600));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -75,6 +76,13 @@ async fn write_side<W: AsyncWrite + Unpin>(
         if matches!(end, Some(Out::Drop)) {
             reader.abort();
             return;
+        }
+        if state.muted.load(Relaxed) {
+            buf.clear();
+            if end.is_some() {
+                break;
+            }
+            continue;
         }
         if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
             reader.abort();

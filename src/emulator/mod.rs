@@ -95,6 +95,8 @@ impl EmulatorConfig {
 #[derive(Debug, Default)]
 pub(crate) struct ConnState {
     pub draining: AtomicBool,
+    /// The connection writes nothing any more (a dead path: no replies, pongs or keepalives).
+    pub muted: AtomicBool,
     pub in_flight: AtomicU64,
     pub received: AtomicU64,
 }
@@ -348,6 +350,16 @@ impl Emulator {
         })
         .to_string();
         conn::send_upstream(&self.shared, ctl, &id, &json).then_some(id)
+    }
+
+    /// Makes every current connection go silent without closing it: no replies, no pongs, no
+    /// keepalives (a dead network path). Returns how many. New connections behave normally.
+    pub fn mute_all(&self) -> usize {
+        let conns = self.shared.conns();
+        for ctl in conns.values() {
+            ctl.state.muted.store(true, Relaxed);
+        }
+        conns.len()
     }
 
     /// Stops accepting and closes every connection with `</stream:stream>` (HTTP connections

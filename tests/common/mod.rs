@@ -46,9 +46,9 @@ pub fn script(rules: Vec<Rule>) -> Script {
     }
 }
 
-/// Waits (bounded) for the first event matching `pick`.
+/// Waits (bounded: 120 s, virtual under paused time) for the first event matching `pick`.
 pub async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(Event) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let ev = events.recv().await.expect("client alive");
             if let Some(t) = pick(ev) {
