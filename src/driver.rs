@@ -133,15 +133,20 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// A driver that already owns its first connection (`first`, id 1).
-    pub fn new(cfg: Arc<Config>, connector: Arc<dyn Connector>, w: Wiring, first: Link) -> Self {
+    /// A driver, owning its first connection (id 1) when the caller already established it.
+    pub fn new(
+        cfg: Arc<Config>,
+        connector: Arc<dyn Connector>,
+        w: Wiring,
+        first: Option<Link>,
+    ) -> Self {
         let mut d = Driver {
             cfg,
             connector,
             w,
             conns: HashMap::new(),
             connecting: 0,
-            next_conn: 2,
+            next_conn: 1,
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
@@ -152,7 +157,10 @@ impl Driver {
             outage: None,
             closing: None,
         };
-        d.add_conn(1, first);
+        if let Some(link) = first {
+            d.next_conn = 2;
+            d.add_conn(1, link);
+        }
         d
     }
 
