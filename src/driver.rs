@@ -23,6 +23,8 @@ use crate::window::InFlight;
 
 /// How often timeouts, liveness and due retries are checked.
 const TICK: Duration = Duration::from_millis(200);
+/// Connection events handled per wake-up before the loop looks at other work.
+const EVENT_BATCH: usize = 256;
 /// How long a graceful close waits for the server's `</stream:stream>`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -177,7 +179,7 @@ impl Driver {
             let take_intake = self.intake_open && (self.failing_fast() || self.wants_work());
             tokio::select! {
                 biased;
-                Some(ev) = self.w.conn_rx.recv() => self.on_conn_event(ev),
+                Some(ev) = self.w.conn_rx.recv() => self.on_conn_events(ev),
                 cmd = self.w.commands.recv(), if self.commands_open => match cmd {
                     Some(Command::Close { done }) => self.begin_close(Some(done)),
                     None => {
@@ -449,6 +451,18 @@ impl Driver {
         conn.state = ConnState::Draining;
         let _ = self.w.app.send(Event::Draining { conn: conn_id });
         self.ensure_connections(Duration::ZERO);
+    }
+
+    /// Handles `first` and whatever else is already queued (bounded), so a burst of acks
+    /// costs one wake-up rather than one per ack.
+    fn on_conn_events(&mut self, first: ConnEvent) {
+        self.on_conn_event(first);
+        for _ in 0..EVENT_BATCH {
+            match self.w.conn_rx.try_recv() {
+                Ok(ev) => self.on_conn_event(ev),
+                Err(_) => break,
+            }
+        }
     }
 
     fn on_conn_event(&mut self, ev: ConnEvent) {

@@ -11,11 +11,14 @@ use std::time::Duration;
 use serde_json::json;
 
 const WINDOW: usize = 100;
+const DRAIN_EVERY: Duration = Duration::from_millis(500);
 
 struct Args {
     messages: usize,
     ack_delay: Duration,
     json_only: bool,
+    /// Only the stack throughput run (for profiling).
+    stack_only: bool,
 }
 
 fn args() -> Args {
@@ -23,6 +26,7 @@ fn args() -> Args {
         messages: 200_000,
         ack_delay: Duration::from_millis(20),
         json_only: false,
+        stack_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -41,6 +45,7 @@ fn args() -> Args {
                 )
             }
             "--json" => a.json_only = true,
+            "--stack-only" => a.stack_only = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -67,6 +72,13 @@ async fn main() {
         .map(|(i, t)| stack::raw_stanza(i, t))
         .collect();
     let n = a.messages;
+    if a.stack_only {
+        let emu = stack::emulator(Duration::ZERO).await;
+        let client = stack::client(&emu, 1).await;
+        let ours = rate(n, stack::throughput(&client, &texts, n).await);
+        eprintln!("our stack, 1 conn     {ours:>10.0} msgs/s");
+        return;
+    }
 
     // 1. Raw TLS baseline.
     let raw = rate(
@@ -80,6 +92,15 @@ async fn main() {
     let emu = stack::emulator(Duration::ZERO).await;
     let client = stack::client(&emu, 1).await;
     let ours = rate(n, stack::throughput(&client, &texts, n).await);
+    client.close().await;
+
+    // 6. The same workload with a drain every `DRAIN_EVERY`, against a run without (same n).
+    let emu = std::sync::Arc::new(stack::emulator(Duration::ZERO).await);
+    let client = stack::client(&emu, 1).await;
+    let drains = stack::drain_every(emu.clone(), DRAIN_EVERY);
+    let with_drains = rate(n, stack::throughput(&client, &texts, n).await);
+    drains.abort();
+    let drain_count = emu.stats().drains;
     client.close().await;
 
     // 3. Protocol-bound scaling.
@@ -115,6 +136,8 @@ async fn main() {
         "scaling": scaling.iter().map(|(c, got, ceil)| json!({
             "connections": c, "ack_delay_ms": a.ack_delay.as_millis(), "msgs_per_s": got,
             "ceiling": ceil, "ratio": got / ceil })).collect::<Vec<_>>(),
+        "drain": { "every_ms": DRAIN_EVERY.as_millis(), "drains": drain_count,
+            "msgs_per_s": with_drains, "dip": 1.0 - with_drains / ours },
         "latency_ms": { "rate": ours / 2.0, "p50": quantile_ms(&mut lat, 0.5),
             "p99": quantile_ms(&mut lat, 0.99), "p999": quantile_ms(&mut lat, 0.999) },
         "raw_round_trip_ms": { "p50": quantile_ms(&mut rtt, 0.5), "p99": quantile_ms(&mut rtt, 0.99) },
@@ -124,6 +147,11 @@ async fn main() {
         eprintln!(
             "our stack, 1 conn     {ours:>10.0} msgs/s   {:.2} of baseline",
             ours / raw
+        );
+        eprintln!(
+            "with a drain every {:?}  {with_drains:>8.0} msgs/s   dip {:.1}% ({drain_count} drains)",
+            DRAIN_EVERY,
+            (1.0 - with_drains / ours) * 100.0
         );
         for (c, got, ceil) in &scaling {
             eprintln!(

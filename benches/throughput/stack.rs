@@ -121,3 +121,15 @@ pub async fn paced(client: &Client, texts: &[String], n: usize, rate: f64) -> Ve
     drop(tx);
     done.await.expect("collector")
 }
+
+/// Drains every connection of `emu` every `period` until aborted.
+pub fn drain_every(emu: std::sync::Arc<Emulator>, period: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            emu.drain_all();
+        }
+    })
+}
