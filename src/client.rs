@@ -41,6 +41,19 @@ impl Client {
         Client::connect_with(cfg, Arc::new(TlsConnector { tls })).await
     }
 
+    /// Starts the pool without waiting for a first connection: only configuration errors are
+    /// returned; connect and auth failures show up as [`Event`](crate::Event)s, and messages
+    /// fail with [`SendError::Unavailable`] while no connection can be established.
+    pub async fn start(cfg: Config) -> Result<Client, ConnectError> {
+        let tls = crate::tls::client_config(&cfg.trust)?;
+        cfg.validate()?;
+        Ok(Client::spawn(
+            Arc::new(cfg),
+            Arc::new(TlsConnector { tls }),
+            None,
+        ))
+    }
+
     /// [`Client::connect`] with another way of opening connections.
     pub(crate) async fn connect_with(
         cfg: Config,
@@ -49,20 +62,23 @@ impl Client {
         cfg.validate()?;
         let cfg = Arc::new(cfg);
         let first = connector.connect(&cfg).await?;
-        let jid = first.jid.clone();
+        Ok(Client::spawn(cfg, connector, Some(first)))
+    }
+
+    fn spawn(
+        cfg: Arc<Config>,
+        connector: Arc<dyn Connector>,
+        first: Option<crate::connection::Session>,
+    ) -> Client {
+        let jid = first.as_ref().map(|s| s.jid.clone()).unwrap_or_default();
 
         let (intake_tx, intake) = mpsc::channel(cfg.queue_capacity);
         let (cmd_tx, commands) = mpsc::unbounded_channel();
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
         let (app, _) = broadcast::channel(cfg.event_capacity);
         let stats = Arc::new(Stats::default());
-        let link = connection::start(
-            1,
-            first,
-            cfg.transcript.clone(),
-            conn_tx.clone(),
-            app.clone(),
-        );
+        let link = first
+            .map(|s| connection::start(1, s, cfg.transcript.clone(), conn_tx.clone(), app.clone()));
         let wiring = Wiring {
             intake,
             commands,
@@ -72,7 +88,7 @@ impl Client {
             stats: stats.clone(),
         };
         tokio::spawn(Driver::new(cfg, connector, wiring, link).run());
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner {
                 intake: intake_tx,
                 commands: cmd_tx,
@@ -80,7 +96,7 @@ impl Client {
                 stats,
                 jid,
             }),
-        })
+        }
     }
 
     /// Queues `msg` and returns once it is accepted; the returned [`PendingAck`] resolves
@@ -128,7 +144,7 @@ impl Client {
         self.inner.stats.snapshot()
     }
 
-    /// The JID bound by the first connection.
+    /// The JID bound by the first connection (empty for a client from [`Client::start`]).
     pub fn jid(&self) -> &str {
         &self.inner.jid
     }

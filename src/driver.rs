@@ -23,6 +23,8 @@ use crate::window::InFlight;
 
 /// How often timeouts, liveness and due retries are checked.
 const TICK: Duration = Duration::from_millis(200);
+/// Connection events handled per wake-up before the loop looks at other work.
+const EVENT_BATCH: usize = 256;
 /// How long a graceful close waits for the server's `</stream:stream>`.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -133,15 +135,20 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// A driver that already owns its first connection (`first`, id 1).
-    pub fn new(cfg: Arc<Config>, connector: Arc<dyn Connector>, w: Wiring, first: Link) -> Self {
+    /// A driver, owning its first connection (id 1) when the caller already established it.
+    pub fn new(
+        cfg: Arc<Config>,
+        connector: Arc<dyn Connector>,
+        w: Wiring,
+        first: Option<Link>,
+    ) -> Self {
         let mut d = Driver {
             cfg,
             connector,
             w,
             conns: HashMap::new(),
             connecting: 0,
-            next_conn: 2,
+            next_conn: 1,
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
@@ -152,7 +159,10 @@ impl Driver {
             outage: None,
             closing: None,
         };
-        d.add_conn(1, first);
+        if let Some(link) = first {
+            d.next_conn = 2;
+            d.add_conn(1, link);
+        }
         d
     }
 
@@ -169,7 +179,7 @@ impl Driver {
             let take_intake = self.intake_open && (self.failing_fast() || self.wants_work());
             tokio::select! {
                 biased;
-                Some(ev) = self.w.conn_rx.recv() => self.on_conn_event(ev),
+                Some(ev) = self.w.conn_rx.recv() => self.on_conn_events(ev),
                 cmd = self.w.commands.recv(), if self.commands_open => match cmd {
                     Some(Command::Close { done }) => self.begin_close(Some(done)),
                     None => {
@@ -441,6 +451,18 @@ impl Driver {
         conn.state = ConnState::Draining;
         let _ = self.w.app.send(Event::Draining { conn: conn_id });
         self.ensure_connections(Duration::ZERO);
+    }
+
+    /// Handles `first` and whatever else is already queued (bounded), so a burst of acks
+    /// costs one wake-up rather than one per ack.
+    fn on_conn_events(&mut self, first: ConnEvent) {
+        self.on_conn_event(first);
+        for _ in 0..EVENT_BATCH {
+            match self.w.conn_rx.try_recv() {
+                Ok(ev) => self.on_conn_event(ev),
+                Err(_) => break,
+            }
+        }
     }
 
     fn on_conn_event(&mut self, ev: ConnEvent) {

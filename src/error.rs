@@ -150,6 +150,38 @@ pub enum SendError {
     /// The client was closed before the message completed.
     #[error("client closed before the message completed")]
     Closed,
+    /// The HTTP send API refused the request as a whole, or could not be reached.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+/// A failure of a whole HTTP request (per-token errors are [`SendError::Nacked`]). Texts are
+/// the server's own, reduced to one readable line; they never contain the server key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// HTTP 400: the server could not use the request (its plain-text explanation).
+    #[error("request rejected by the server (HTTP 400): {0}")]
+    BadRequest(String),
+    /// HTTP 401: the server key was refused (the HTML page reduced to its text).
+    #[error(
+        "authentication failed (HTTP 401: {0}): check the server key, that the messaging API is enabled and that the key allows this caller"
+    )]
+    Unauthorized(String),
+    /// Any other non-200 status; 5xx statuses are only reported once retries are exhausted.
+    #[error("HTTP {status} from the server: {body}")]
+    Status { status: u16, body: String },
+    /// A 200 response whose body is not one of the documented JSON shapes.
+    #[error("unexpected response from the server: {0}")]
+    InvalidResponse(String),
+    /// Connecting, the TLS handshake or the exchange itself failed.
+    #[error("HTTP transport error: {0}")]
+    Transport(String),
+    /// A device-group send reached only some members; resend to the failed ones individually.
+    #[error(
+        "device group: sent to {} member(s), failed for {} (failed tokens: {:?})",
+        .0.success, .0.failure, .0.failed_registration_ids
+    )]
+    GroupPartialFailure(crate::http::GroupOutcome),
 }
 
 impl SendError {

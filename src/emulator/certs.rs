@@ -87,7 +87,7 @@ impl Identity {
     }
 
     /// A rustls server config presenting this identity.
-    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, EmulatorError> {
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, EmulatorError> {
         let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| EmulatorError::Tls(e.to_string()))?

@@ -1,10 +1,12 @@
 //! A local CCS emulator (feature `emulator`): direct TLS, the exact negotiation of §3, the
 //! inbound stanza shapes of §6.3, downstream validation with the client's own rules, scripted
 //! replies and faults, and statistics to assert on. It reuses [`crate::wire`], so client and
-//! server cannot disagree about framing.
+//! server cannot disagree about framing. Optionally it also serves the legacy HTTP send API
+//! ([`EmulatorConfig::http_listen`]).
 
 mod certs;
 mod conn;
+mod http;
 mod script;
 mod stats;
 
@@ -22,13 +24,15 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 pub use certs::{DEFAULT_NAMES, Identity};
-pub use script::{Faults, OverLimit, Reply, Rule, Script};
+pub use http::HttpRequestRecord;
+pub use script::{Faults, HttpFaults, OverLimit, Reply, Rule, Script, StatusBurst};
 pub use stats::EmulatorStats;
 
 use crate::client::Client;
 use crate::config::{Config, Credentials, Endpoint, Trust};
 use crate::connection::{Connecting, Connector, negotiate_stream};
 use crate::error::ConnectError;
+use crate::http::HttpConfig;
 use crate::wire::Limits;
 use stats::Recorder;
 
@@ -65,6 +69,9 @@ pub struct EmulatorConfig {
     /// Keep per-message-id records: copies (duplicate assertions, `Reply::NackFirst`) and the
     /// last payload. Costs memory per distinct id; benchmarks turn it off.
     pub track_ids: bool,
+    /// Also serve the legacy HTTP send API on this address (port 0 picks a free port; see
+    /// [`Emulator::http_url`]), with the same certificate, credentials and script.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl EmulatorConfig {
@@ -79,6 +86,7 @@ impl EmulatorConfig {
             max_connections: 10_000,
             limits: Limits::default(),
             track_ids: true,
+            http_listen: None,
         }
     }
 }
@@ -146,6 +154,7 @@ pub struct Emulator {
     addr: SocketAddr,
     ca_pem: String,
     accept: JoinHandle<()>,
+    http: Option<http::HttpServer>,
 }
 
 impl Drop for Emulator {
@@ -183,6 +192,10 @@ impl Emulator {
             limits: cfg.limits,
             track_ids: cfg.track_ids,
         });
+        let http = match cfg.http_listen {
+            Some(listen) => Some(http::HttpServer::start(listen, &identity, shared.clone()).await?),
+            None => None,
+        };
         let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         let accept = tokio::spawn(accept_loop(listener, acceptor, shared.clone(), slots));
         Ok(Emulator {
@@ -190,6 +203,7 @@ impl Emulator {
             addr,
             ca_pem: identity.ca_pem,
             accept,
+            http,
         })
     }
 
@@ -214,6 +228,37 @@ impl Emulator {
         cfg.trust = Trust::only_pem(self.ca_pem.as_bytes())
             .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"));
         cfg
+    }
+
+    /// The bound address of the HTTP endpoint, when [`EmulatorConfig::http_listen`] was set.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The HTTP endpoint's send URL, `https://<ip>:<port>/fcm/send` (`/gcm/send` works too).
+    pub fn http_url(&self) -> Option<String> {
+        let addr = self.http_addr()?;
+        Some(match addr {
+            SocketAddr::V4(a) => format!("https://{a}/fcm/send"),
+            SocketAddr::V6(a) => format!("https://[{}]:{}/fcm/send", a.ip(), a.port()),
+        })
+    }
+
+    /// An [`HttpConfig`] for the HTTP endpoint, trusting only this emulator's CA.
+    pub fn http_config(&self, server_key: &str) -> Option<HttpConfig> {
+        let mut cfg = HttpConfig::new(server_key);
+        cfg.url = self.http_url()?;
+        cfg.trust = Trust::only_pem(self.ca_pem.as_bytes())
+            .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"));
+        Some(cfg)
+    }
+
+    /// Every request the HTTP endpoint received, in arrival order.
+    pub fn http_requests(&self) -> Vec<HttpRequestRecord> {
+        self.http
+            .as_ref()
+            .map(|h| h.state.requests())
+            .unwrap_or_default()
     }
 
     /// A client whose connections are in-memory pipes served by this emulator — no TCP and
@@ -258,6 +303,9 @@ impl Emulator {
             .script
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(script);
+        if let Some(http) = &self.http {
+            http.state.reset_burst();
+        }
     }
 
     /// Sends `CONNECTION_DRAINING` on every authenticated connection; returns how many.
@@ -305,9 +353,13 @@ impl Emulator {
         conns.len()
     }
 
-    /// Stops accepting and closes every connection with `</stream:stream>`.
+    /// Stops accepting and closes every connection with `</stream:stream>` (HTTP connections
+    /// are closed at once).
     pub fn shutdown(&self) {
         self.accept.abort();
+        if let Some(http) = &self.http {
+            http.stop();
+        }
         for ctl in self.shared.conns().values() {
             let _ = ctl.out.send(Out::Close);
         }

@@ -1,6 +1,7 @@
 //! Scripted emulator behaviour as data: per-target reply rules and connection faults. Tests,
 //! the CLI (`--script FILE`, JSON) and users drive the emulator through the same structure.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,36 @@ pub struct Script {
     pub rules: Vec<Rule>,
     /// Connection-level faults.
     pub faults: Faults,
+    /// Behaviour of the HTTP endpoint beyond the per-target `rules`.
+    pub http: HttpFaults,
+}
+
+/// HTTP-only knobs. Per-token outcomes come from the same `rules` as XMPP (matched against each
+/// registration id, topic or condition): `ack` → success, `canonical` → `registration_id`,
+/// `nack` / `nack_first` → the error (XMPP codes such as `DEVICE_UNREGISTERED` are translated
+/// to their HTTP names, other codes such as `MismatchSenderId` are used verbatim), `delay` →
+/// a late response, `silent` → no response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpFaults {
+    /// Answer the next requests with an HTTP status instead of processing them.
+    pub status_burst: Option<StatusBurst>,
+    /// Device groups: notification key → member tokens (each answered by the `rules`).
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `times` authorized requests in a row are answered with `status` (e.g. 503).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBurst {
+    pub status: u16,
+    pub times: u32,
+    /// `Retry-After` value to send: seconds (`"2"`) or an HTTP-date.
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// A plain-text body (e.g. a §3 400 text) instead of the HTML error page.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// One reply rule.
@@ -200,6 +231,26 @@ mod tests {
         );
         assert_eq!(Faults::default().drain_timer(), None);
         assert_eq!(Faults::default().upstream_period(), None);
+    }
+
+    #[test]
+    fn http_knobs_parse() {
+        let script = Script::from_json(
+            r#"{"http":{"status_burst":{"status":503,"times":2,"retry_after":"1"},
+                        "groups":{"grp-1":["a","b"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            script.http.status_burst,
+            Some(StatusBurst {
+                status: 503,
+                times: 2,
+                retry_after: Some("1".into()),
+                body: None,
+            })
+        );
+        assert_eq!(script.http.groups["grp-1"], vec!["a", "b"]);
+        assert!(Script::from_json(r#"{"http":{"burst":{}}}"#).is_err());
     }
 
     #[test]

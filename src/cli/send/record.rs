@@ -152,6 +152,7 @@ fn failure_code(e: &SendError) -> &'static str {
         SendError::Unavailable(_) => "UNAVAILABLE",
         SendError::Timeout(_) => "TIMEOUT",
         SendError::Closed => "CLOSED",
+        SendError::Http(_) => "HTTP_ERROR",
         SendError::Nacked(_) | SendError::Invalid(_) => "ERROR",
     }
 }

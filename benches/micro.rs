@@ -1,0 +1,76 @@
+//! Micro-benchmarks of the per-message hot path, so regressions show where they come from:
+//! `cargo bench --bench micro`.
+
+use divan::{Bencher, black_box};
+use gcm_ccs::wire::{FrameReader, Limits, write};
+use gcm_ccs::{Message, response};
+
+fn main() {
+    divan::main();
+}
+
+const TEXT: &str = "Tom & Jerry <3 — a realistic payload of a couple of hundred bytes, \
+    with some XML specials (& < >) and non-ASCII (ünïcödé) to escape, repeated to size: \
+    lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
+
+const ACK: &str = r#"{"message_type":"ack","message_id":"m-0123456789abcdef0123456789abcdef","from":"tok-0000000001"}"#;
+
+fn message() -> Message {
+    Message::to("tok-0000000001")
+        .data("text", TEXT)
+        .time_to_live(3600)
+        .build()
+        .expect("valid")
+}
+
+/// Builder + validation of a typical message.
+#[divan::bench]
+fn message_build() -> Message {
+    message()
+}
+
+/// Validation of one NDJSON line (the CLI's and the emulator's path).
+#[divan::bench]
+fn message_from_json(b: Bencher) {
+    let line = message().to_json();
+    b.bench(|| Message::from_json(black_box(&line)))
+}
+
+/// JSON serialization plus XML escaping into a stanza.
+#[divan::bench]
+fn stanza_encode(b: Bencher) {
+    let msg = message();
+    let mut out = Vec::with_capacity(1024);
+    b.bench_local(|| {
+        out.clear();
+        write::gcm_message(&mut out, msg.message_id(), &msg.to_json()).expect("encode");
+        out.len()
+    })
+}
+
+/// Classifying an ack's JSON.
+#[divan::bench]
+fn ack_classify() -> response::Inbound {
+    response::classify_json(black_box(ACK))
+}
+
+/// Decoding 1000 ack stanzas from one buffer into frames.
+#[divan::bench]
+fn frame_decode_1000_acks(b: Bencher) {
+    let mut input = Vec::new();
+    write::server_stream_header(&mut input, "gcm.googleapis.com", "0123456789ABCDEF");
+    for _ in 0..1000 {
+        write::gcm_server_message(&mut input, ACK).expect("encode");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    b.bench_local(|| {
+        rt.block_on(async {
+            let mut reader = FrameReader::new(&input[..], Limits::default());
+            for _ in 0..1001 {
+                black_box(reader.next_frame().await.expect("frame"));
+            }
+        })
+    })
+}

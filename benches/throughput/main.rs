@@ -1,0 +1,172 @@
+//! End-to-end benchmark: raw-TLS baseline, our stack, protocol-bound scaling, latency and
+//! drains, all measured in the same run and reported as ratios.
+//!
+//! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]`
+
+mod baseline;
+mod stack;
+
+use std::time::Duration;
+
+use serde_json::json;
+
+const WINDOW: usize = 100;
+const DRAIN_EVERY: Duration = Duration::from_millis(500);
+
+struct Args {
+    messages: usize,
+    ack_delay: Duration,
+    json_only: bool,
+    /// Only the stack throughput run (for profiling).
+    stack_only: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 200_000,
+        ack_delay: Duration::from_millis(20),
+        json_only: false,
+        stack_only: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--messages" => {
+                a.messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--ack-delay-ms" => {
+                a.ack_delay = Duration::from_millis(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--ack-delay-ms R"),
+                )
+            }
+            "--json" => a.json_only = true,
+            "--stack-only" => a.stack_only = true,
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
+    v.sort_unstable();
+    let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+    v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let texts = stack::payloads();
+    let stanzas: Vec<Vec<u8>> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| stack::raw_stanza(i, t))
+        .collect();
+    let n = a.messages;
+    if a.stack_only {
+        let emu = stack::emulator(Duration::ZERO).await;
+        let client = stack::client(&emu, 1).await;
+        let ours = rate(n, stack::throughput(&client, &texts, n).await);
+        eprintln!("our stack, 1 conn     {ours:>10.0} msgs/s");
+        return;
+    }
+
+    // 1. Raw TLS baseline.
+    let raw = rate(
+        n,
+        baseline::Raw::start()
+            .await
+            .throughput(&stanzas, n, WINDOW)
+            .await,
+    );
+    // 2. Our stack, one connection, instant acks.
+    let emu = stack::emulator(Duration::ZERO).await;
+    let client = stack::client(&emu, 1).await;
+    let ours = rate(n, stack::throughput(&client, &texts, n).await);
+    client.close().await;
+
+    // 6. The same workload with a drain every `DRAIN_EVERY`, against a run without (same n).
+    let emu = std::sync::Arc::new(stack::emulator(Duration::ZERO).await);
+    let client = stack::client(&emu, 1).await;
+    let drains = stack::drain_every(emu.clone(), DRAIN_EVERY);
+    let with_drains = rate(n, stack::throughput(&client, &texts, n).await);
+    drains.abort();
+    let drain_count = emu.stats().drains;
+    client.close().await;
+
+    // 3. Protocol-bound scaling.
+    let mut scaling = Vec::new();
+    for conns in [1usize, 4, 16] {
+        let emu = stack::emulator(a.ack_delay).await;
+        let client = stack::client(&emu, conns).await;
+        let ceiling = conns as f64 * WINDOW as f64 / a.ack_delay.as_secs_f64();
+        let count = ((ceiling * 3.0) as usize).clamp(2_000, n);
+        let got = rate(count, stack::throughput(&client, &texts, count).await);
+        scaling.push((conns, got, ceiling));
+        client.close().await;
+    }
+
+    // 4. Latency at about half of (2)'s throughput, next to the raw round trip.
+    let emu = stack::emulator(Duration::ZERO).await;
+    let client = stack::client(&emu, 1).await;
+    let count = (n / 4).max(1_000);
+    let mut lat = stack::paced(&client, &texts, count, ours / 2.0).await;
+    client.close().await;
+    let mut rtt = baseline::Raw::start()
+        .await
+        .round_trips(&stanzas[0], 2_000)
+        .await;
+
+    let report = json!({
+        "messages": n,
+        "window": WINDOW,
+        "cores": std::thread::available_parallelism().map_or(0, |c| c.get()),
+        "raw_tls_msgs_per_s": raw,
+        "stack_msgs_per_s": ours,
+        "stack_vs_raw": ours / raw,
+        "scaling": scaling.iter().map(|(c, got, ceil)| json!({
+            "connections": c, "ack_delay_ms": a.ack_delay.as_millis(), "msgs_per_s": got,
+            "ceiling": ceil, "ratio": got / ceil })).collect::<Vec<_>>(),
+        "drain": { "every_ms": DRAIN_EVERY.as_millis(), "drains": drain_count,
+            "msgs_per_s": with_drains, "dip": 1.0 - with_drains / ours },
+        "latency_ms": { "rate": ours / 2.0, "p50": quantile_ms(&mut lat, 0.5),
+            "p99": quantile_ms(&mut lat, 0.99), "p999": quantile_ms(&mut lat, 0.999) },
+        "raw_round_trip_ms": { "p50": quantile_ms(&mut rtt, 0.5), "p99": quantile_ms(&mut rtt, 0.99) },
+    });
+    if !a.json_only {
+        eprintln!("raw TLS baseline      {raw:>10.0} msgs/s");
+        eprintln!(
+            "our stack, 1 conn     {ours:>10.0} msgs/s   {:.2} of baseline",
+            ours / raw
+        );
+        eprintln!(
+            "with a drain every {:?}  {with_drains:>8.0} msgs/s   dip {:.1}% ({drain_count} drains)",
+            DRAIN_EVERY,
+            (1.0 - with_drains / ours) * 100.0
+        );
+        for (c, got, ceil) in &scaling {
+            eprintln!(
+                "scaling {c:>2} conns      {got:>10.0} msgs/s   {:.2} of ceiling {ceil:.0}",
+                got / ceil
+            );
+        }
+        eprintln!(
+            "latency at {:.0}/s   p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  (raw round trip p50 {:.2} ms)",
+            ours / 2.0,
+            report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+            report["latency_ms"]["p999"].as_f64().unwrap_or(0.0),
+            report["raw_round_trip_ms"]["p50"].as_f64().unwrap_or(0.0),
+        );
+    }
+    println!("{report}");
+}

@@ -1,0 +1,33 @@
+//! The legacy HTTP send API (`Authorization: key=…`, http-legacy spec): a fallback for when
+//! the XMPP stream cannot be used, and the only way to multicast to a token list.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcm_ccs::Message;
+//! use gcm_ccs::http::{HttpConfig, HttpSender};
+//!
+//! let sender = HttpSender::new(HttpConfig::new("AIza…"))?;
+//! let msg = Message::to("device-token").data("score", "3x1").build()?;
+//! let ack = sender.send(&msg).await?;
+//! println!("accepted as {}", ack.message_id);
+//!
+//! let tokens = vec!["tokA".to_owned(), "tokB".to_owned()];
+//! for (token, result) in tokens.iter().zip(sender.send_multicast(&msg, &tokens).await) {
+//!     println!("{token}: {result:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod multicast;
+mod request;
+mod response;
+mod retry;
+mod retry_after;
+mod sender;
+pub mod subscription;
+
+pub use config::{ANDROID_GCM_URL, FCM_URL, GCM_HTTP_URL, HttpConfig, MAX_REGISTRATION_IDS};
+pub use multicast::MulticastReport;
+pub use response::GroupOutcome;
+pub use sender::{Delivery, HttpSender};
