@@ -1,9 +1,12 @@
-//! What the client subcommands share: connection options and the server key, failures with
-//! their exit codes, and interrupt handling.
+//! What the client subcommands share: connection options, the server key and payload
+//! options, failures with their exit codes, and interrupt handling.
 
 use std::path::{Path, PathBuf};
 
-use gcm_ccs::{Config, ConnectError, Credentials, Endpoint};
+use gcm_ccs::{
+    Config, ConnectError, Credentials, Endpoint, HttpConfig, HttpError, SendError, Trust,
+};
+use serde_json::{Map, Value};
 
 use super::exit;
 
@@ -35,6 +38,44 @@ impl Failure {
     }
 }
 
+impl From<HttpError> for Failure {
+    fn from(e: HttpError) -> Self {
+        let code = match e {
+            HttpError::Unauthorized(_) => exit::AUTH,
+            _ => exit::FAILED,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// True when a message failed because the server refused the key: every other message
+/// would fail the same way.
+pub fn is_auth_failure(e: &SendError) -> bool {
+    matches!(
+        e,
+        SendError::Http(HttpError::Unauthorized(_))
+            | SendError::Unavailable(ConnectError::Auth { .. })
+    )
+}
+
+/// A short upper-case name for the kind of `e`, for machine-readable output.
+pub fn error_code(e: &SendError) -> &'static str {
+    match e {
+        SendError::Invalid(_) => "INVALID",
+        SendError::Nacked(_) => "NACKED",
+        SendError::StanzaError(_) => "STANZA_ERROR",
+        SendError::ConnectionLost(_) => "CONNECTION_LOST",
+        SendError::Unavailable(_) => "UNAVAILABLE",
+        SendError::Timeout(_) => "TIMEOUT",
+        SendError::Closed => "CLOSED",
+        SendError::Http(HttpError::Unauthorized(_)) => "UNAUTHORIZED",
+        SendError::Http(_) => "HTTP_ERROR",
+    }
+}
+
 impl From<ConnectError> for Failure {
     fn from(e: ConnectError) -> Self {
         let (code, hint) = match &e {
@@ -56,54 +97,20 @@ impl From<ConnectError> for Failure {
     }
 }
 
-/// How to reach and authenticate to CCS; shared by `send`, `stream` and `http`.
+/// The server key and the trusted CAs: shared by `send`, `stream` and `http`.
 #[derive(Debug, clap::Args)]
-pub struct ConnectArgs {
-    /// Sender id: the numeric project number.
-    #[arg(long, value_name = "ID")]
-    sender_id: String,
+pub struct AuthArgs {
     /// Read the server key from FILE instead of the GCM_API_KEY environment variable.
     #[arg(long, value_name = "FILE")]
     api_key_file: Option<PathBuf>,
-    /// CCS endpoint [default: fcm-xmpp.googleapis.com:5235].
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
-    endpoint: Option<Endpoint>,
-    /// Use the test endpoint, fcm-xmpp.googleapis.com:5236.
-    #[arg(long, conflicts_with = "endpoint")]
-    test_endpoint: bool,
-    /// TLS name to verify [default: the endpoint host].
-    #[arg(long, value_name = "NAME")]
-    server_name: Option<String>,
     /// Also trust the CA certificate(s) in this PEM file (e.g. the one `gcm-ccs emulate` writes).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
 }
 
-fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
-    Endpoint::parse(s).map_err(|e| e.to_string())
-}
-
-impl ConnectArgs {
-    /// A client configuration from the options, the key file or environment, and the CA file.
-    pub fn config(&self) -> Result<Config, Failure> {
-        let mut cfg = Config::new(Credentials::new(&self.sender_id, self.server_key()?));
-        cfg.endpoint = match (&self.endpoint, self.test_endpoint) {
-            (Some(e), _) => e.clone(),
-            (None, true) => Endpoint::Test,
-            (None, false) => Endpoint::Production,
-        };
-        cfg.server_name.clone_from(&self.server_name);
-        if let Some(path) = &self.ca_file {
-            let pem = read_file(path, "--ca-file")?;
-            cfg.trust
-                .add_pem(&pem)
-                .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?;
-        }
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    fn server_key(&self) -> Result<String, Failure> {
+impl AuthArgs {
+    /// The server key, from `--api-key-file` or the environment, trimmed.
+    pub fn server_key(&self) -> Result<String, Failure> {
         let key = match &self.api_key_file {
             Some(path) => String::from_utf8(read_file(path, "--api-key-file")?)
                 .map_err(|_| Failure::usage(format!("{} is not text", path.display())))?,
@@ -119,6 +126,85 @@ impl ConnectArgs {
         }
         Ok(key.to_owned())
     }
+
+    /// The default roots plus `--ca-file`.
+    fn trust(&self) -> Result<Trust, Failure> {
+        let mut trust = Trust::default();
+        if let Some(path) = &self.ca_file {
+            trust
+                .add_pem(&read_file(path, "--ca-file")?)
+                .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?;
+        }
+        Ok(trust)
+    }
+
+    /// An HTTP sender configuration for `url` (`None`: FCM's legacy endpoint).
+    pub fn http_config(&self, url: Option<&str>) -> Result<HttpConfig, Failure> {
+        let mut cfg = HttpConfig::new(self.server_key()?);
+        if let Some(url) = url {
+            url.clone_into(&mut cfg.url);
+        }
+        cfg.trust = self.trust()?;
+        Ok(cfg)
+    }
+}
+
+/// Where CCS is and who we are there: shared by `send` and `stream`.
+#[derive(Debug, clap::Args)]
+pub struct XmppArgs {
+    /// Sender id: the numeric project number (needed for XMPP).
+    #[arg(long, value_name = "ID")]
+    sender_id: Option<String>,
+    /// CCS endpoint [default: fcm-xmpp.googleapis.com:5235].
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    endpoint: Option<Endpoint>,
+    /// Use the test endpoint, fcm-xmpp.googleapis.com:5236.
+    #[arg(long, conflicts_with = "endpoint")]
+    test_endpoint: bool,
+    /// TLS name to verify [default: the endpoint host].
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    Endpoint::parse(s).map_err(|e| e.to_string())
+}
+
+impl XmppArgs {
+    /// A client configuration from the options, the key and the CA file.
+    pub fn config(&self) -> Result<Config, Failure> {
+        let sender_id = self.sender_id.as_deref().ok_or_else(|| {
+            Failure::usage("--sender-id ID is required for XMPP (the numeric project number)")
+        })?;
+        let mut cfg = Config::new(Credentials::new(sender_id, self.auth.server_key()?));
+        cfg.endpoint = match (&self.endpoint, self.test_endpoint) {
+            (Some(e), _) => e.clone(),
+            (None, true) => Endpoint::Test,
+            (None, false) => Endpoint::Production,
+        };
+        cfg.server_name.clone_from(&self.server_name);
+        cfg.trust = self.auth.trust()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The `data` and `notification` members given as JSON texts on the command line.
+pub fn payload(
+    data: Option<&str>,
+    notification: Option<&str>,
+) -> Result<Map<String, Value>, Failure> {
+    let mut fields = Map::new();
+    for (name, json) in [("data", data), ("notification", notification)] {
+        if let Some(json) = json {
+            let value = serde_json::from_str(json)
+                .map_err(|e| Failure::usage(format!("--{name} is not JSON: {e}")))?;
+            fields.insert(name.into(), value);
+        }
+    }
+    Ok(fields)
 }
 
 /// Reads a whole file named by option `option`, with an error that says which.

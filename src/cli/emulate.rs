@@ -17,6 +17,9 @@ pub struct EmulateArgs {
     /// Address for XMPP over TLS (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5235")]
     listen: SocketAddr,
+    /// Also serve the legacy HTTP send API, https://ADDR/fcm/send (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
     /// An accepted sender id and server key; repeat for more.
     #[arg(
         long,
@@ -51,7 +54,7 @@ const AFTER_HELP: &str = "\
 The addresses and the CA file are printed on stdout, live counters on stderr.
 
 Examples:
-  gcm-ccs emulate --ca-out emulator-ca.pem
+  gcm-ccs emulate --ca-out emulator-ca.pem --http-listen 127.0.0.1:5236
   gcm-ccs emulate --listen 127.0.0.1:0 --credentials 42:key-a --credentials 43:key-b
   gcm-ccs emulate --ca-out emulator-ca.pem --script fixtures/emulator-script.json --stats-every 1";
 
@@ -69,6 +72,7 @@ fn parse_credentials(s: &str) -> Result<Credentials, String> {
 pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
     let mut cfg = EmulatorConfig::new("0", "");
     cfg.listen = args.listen;
+    cfg.http_listen = args.http_listen;
     cfg.credentials.clone_from(&args.credentials);
     cfg.track_ids = !args.no_track_ids;
     if let Some(path) = &args.script {
@@ -96,6 +100,9 @@ pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
         .map(|c| c.sender_id.as_str())
         .collect();
     println!("listening on {} (XMPP over TLS)", emulator.addr());
+    if let Some(url) = emulator.http_url() {
+        println!("HTTP send API at {url}");
+    }
     println!("CA certificate written to {}", ca_out.display());
     println!("sender ids: {}", senders.join(", "));
     eprintln!("stop with Ctrl-C or SIGTERM");

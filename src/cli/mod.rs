@@ -3,6 +3,7 @@
 mod common;
 mod demo;
 mod emulate;
+mod http;
 mod send;
 mod stream;
 mod summary;
@@ -19,7 +20,7 @@ use tracing_subscriber::EnvFilter;
     name = "gcm-ccs",
     version,
     propagate_version = true,
-    after_help = "Try it locally:\n  gcm-ccs demo\n  gcm-ccs emulate --ca-out emulator-ca.pem    # then see `gcm-ccs send --help`\n\nThe server key is read from GCM_API_KEY or --api-key-file, never from the command line.\nExit codes: 0 success, 1 some messages failed, 2 usage, configuration or file error,\n3 authentication refused, 130 interrupted."
+    after_help = "Try it locally:\n  gcm-ccs demo\n  gcm-ccs emulate --ca-out emulator-ca.pem --http-listen 127.0.0.1:5236\n  # then the examples of `gcm-ccs send --help`, `stream --help` and `http --help`\n\nThe server key is read from GCM_API_KEY or --api-key-file, never from the command line.\nExit codes: 0 success, 1 some messages failed, 2 usage, configuration or file error,\n3 authentication refused, 130 interrupted."
 )]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
@@ -46,6 +47,8 @@ enum Command {
     Send(send::SendArgs),
     /// Connect, send test messages, and watch acks, upstream messages and receipts live.
     Stream(stream::StreamArgs),
+    /// Send one message through the legacy HTTP API to one target or many tokens.
+    Http(http::HttpArgs),
     /// Run the CCS emulator standalone until interrupted.
     Emulate(emulate::EmulateArgs),
 }
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Stream(args) => stream::run(args).await,
+            Command::Http(args) => http::run(args).await,
             Command::Emulate(args) => emulate::run(args).await,
         }
     });

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::common::{ConnectArgs, Failure, Interrupts};
+use super::common::{Failure, Interrupts, XmppArgs, payload};
 use super::exit;
 
 /// Connect, send test messages and watch acks, upstream messages and receipts live.
@@ -19,7 +19,7 @@ use super::exit;
 #[command(after_help = AFTER_HELP)]
 pub struct StreamArgs {
     #[command(flatten)]
-    connect: ConnectArgs,
+    xmpp: XmppArgs,
     /// Registration token, topic (/topics/NAME) or notification key to send to.
     #[arg(long, value_name = "TOKEN", required_unless_present = "interactive")]
     to: Option<String>,
@@ -66,7 +66,7 @@ fn say(tag: &str, text: impl std::fmt::Display) {
 
 pub async fn run(args: StreamArgs) -> Result<u8, Failure> {
     let template = args.template()?;
-    let mut cfg = args.connect.config()?;
+    let mut cfg = args.xmpp.config()?;
     cfg.connections = 1;
     if args.transcript {
         cfg.transcript = Some(Transcript::new(print_raw));
@@ -138,16 +138,9 @@ pub async fn run(args: StreamArgs) -> Result<u8, Failure> {
 impl StreamArgs {
     /// The message fields given by the options; checked by building one message.
     fn template(&self) -> Result<Map<String, Value>, Failure> {
-        let mut fields = Map::new();
+        let mut fields = payload(self.data.as_deref(), self.notification.as_deref())?;
         if let Some(to) = &self.to {
             fields.insert("to".into(), to.clone().into());
-        }
-        for (name, json) in [("data", &self.data), ("notification", &self.notification)] {
-            if let Some(json) = json {
-                let value = serde_json::from_str(json)
-                    .map_err(|e| Failure::usage(format!("--{name} is not JSON: {e}")))?;
-                fields.insert(name.into(), value);
-            }
         }
         if self.receipt {
             fields.insert("delivery_receipt_requested".into(), true.into());

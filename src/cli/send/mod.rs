@@ -1,6 +1,7 @@
 //! `gcm-ccs send`: bulk sending from NDJSON with one outcome line per input line, bounded
 //! memory, `--resume`, progress, and a summary.
 
+mod feed;
 mod input;
 mod output;
 mod progress;
@@ -10,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::Client;
+use gcm_ccs::Sender;
 use tokio::io::{AsyncBufRead, BufReader};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 
+use self::feed::{Feeder, Plan};
 use self::input::Lines;
 use self::output::Tally;
 use self::progress::{Progress, Reporter};
-use self::record::{Done, Record};
-use super::common::{ConnectArgs, Failure, Interrupts, is_dash};
+use self::record::Done;
+use super::common::{Failure, Interrupts, XmppArgs, is_dash};
 use super::exit;
 use super::summary::{Summary, print_summary};
 
@@ -28,7 +30,7 @@ use super::summary::{Summary, print_summary};
 #[command(after_help = AFTER_HELP)]
 pub struct SendArgs {
     #[command(flatten)]
-    connect: ConnectArgs,
+    xmpp: XmppArgs,
     /// NDJSON input, one downstream message object per line (`-`: stdin).
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
@@ -41,6 +43,12 @@ pub struct SendArgs {
     /// Unacked messages per connection (1..=100).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
     window: u8,
+    /// The XMPP stream, the HTTP API, or the stream with HTTP fallback when it is unavailable.
+    #[arg(long, value_enum, default_value_t = Via::Xmpp)]
+    via: Via,
+    /// The HTTP send URL for --via http|auto [default: https://fcm.googleapis.com/fcm/send].
+    #[arg(long, value_name = "URL")]
+    http_url: Option<String>,
     /// Continue an interrupted run: skip the lines that already have an outcome in --output
     /// and append the rest.
     #[arg(long)]
@@ -48,6 +56,14 @@ pub struct SendArgs {
     /// Print the summary as one JSON object on stdout (needs --output FILE).
     #[arg(long)]
     json: bool,
+}
+
+/// The routes of `--via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Via {
+    Xmpp,
+    Http,
+    Auto,
 }
 
 const AFTER_HELP: &str = "\
@@ -58,6 +74,10 @@ invalid lines get an `invalid` outcome; the others are still sent.
 Output: one JSON object per input line, written as outcomes arrive (not in input order):
   {\"line\":N,\"message_id\":..,\"to\":..,\"outcome\":\"acked\"|\"nacked\"|\"failed\"|\"invalid\",
    \"code\":..,\"description\":..,\"canonical_registration_id\":..,\"attempts\":..,\"latency_ms\":..}
+
+Over HTTP (--via http, or auto's fallback), `attempts` is null: retries happen inside the
+HTTP sender. When the server refuses the key, reading stops, the messages refused are left
+without an outcome, and the exit code is 3: fix the key and continue with --resume.
 
 Ctrl-C stops reading, waits for the messages in flight and writes their outcomes (press it
 again to quit at once); --resume then sends only what has no outcome yet. Every outcome,
@@ -70,6 +90,8 @@ Examples:
   export GCM_API_KEY=emulator-key
   gcm-ccs send --sender-id 123456789012 --endpoint 127.0.0.1:5235 --ca-file emulator-ca.pem \\
       --input messages.ndjson --output results.ndjson --connections 4
+  gcm-ccs send --via http --http-url https://127.0.0.1:5236/fcm/send --ca-file emulator-ca.pem \\
+      --input messages.ndjson --output results.ndjson
   gcm-ccs send ... --input messages.ndjson --output results.ndjson --resume
   jq -c 'select(.outcome != \"acked\")' results.ndjson";
 
@@ -79,9 +101,7 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
             "--json and --resume need --output FILE (stdout carries the outcomes)",
         ));
     }
-    let mut cfg = args.connect.config()?;
-    cfg.connections = usize::from(args.connections);
-    cfg.window = usize::from(args.window);
+    let plan = plan(&args)?;
     let (input, total) = open_input(&args.input)?;
     let done = if args.resume {
         record::read_done(&args.output)?
@@ -89,36 +109,43 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         Done::default()
     };
     let sink = output::open(&args.output, args.resume).await?;
-    let capacity = cfg.queue_capacity + cfg.window * cfg.connections;
-    let client = Client::connect(cfg).await?;
-    tracing::info!(jid = client.jid(), "connected");
+    let capacity = plan.capacity();
+    let sender = plan.connect().await?;
 
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);
     let reporter = Reporter::start(progress.clone(), total);
     let (records, rx) = mpsc::channel(1024);
     let writer = tokio::spawn(output::write_records(sink, rx, progress.clone()));
+    let refused = Arc::new(Notify::new());
     let mut feeder = Feeder {
-        client: client.clone(),
+        sender: sender.clone(),
         done: &done,
         records,
         slots: Arc::new(Semaphore::new(capacity)),
         progress: progress.clone(),
+        refused: refused.clone(),
         lines: 0,
     };
     let started = Instant::now();
     let mut interrupts = Interrupts::new()?;
-    let fed = tokio::select! {
-        fed = feeder.feed(Lines::new(input)) => Some(fed),
-        _ = interrupts.recv() => None,
+    let stop = tokio::select! {
+        fed = feeder.feed(Lines::new(input)) => match fed {
+            Ok(()) => Stop::EndOfInput,
+            Err(e) => Stop::InputError(e),
+        },
+        _ = interrupts.recv() => Stop::Interrupted,
+        _ = refused.notified() => Stop::KeyRefused,
     };
     let lines = feeder.lines;
     drop(feeder);
-    if fed.is_none() {
-        eprintln!(
+    match stop {
+        Stop::Interrupted => eprintln!(
             "interrupted: waiting for the {} messages in flight (interrupt again to quit now)",
             progress.in_flight()
-        );
+        ),
+        Stop::KeyRefused => eprintln!("the server refused the key: no more lines are sent"),
+        _ => {}
     }
     let written = tokio::select! {
         written = writer => written,
@@ -130,22 +157,61 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     };
     let elapsed = started.elapsed();
     reporter.finish();
-    client.close().await;
+    sender.close().await;
     let tally = written
         .map_err(|e| Failure::failed(format!("output task: {e}")))?
         .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.output.display())))?;
 
-    let summary = summarize(&progress, tally, &client, lines, &done, elapsed);
+    let summary = summarize(&progress, tally, &sender, lines, &done, elapsed);
     print_summary(&summary, args.json);
-    match fed {
-        None => Ok(exit::INTERRUPTED),
-        Some(Err(e)) => Err(Failure::usage(format!(
+    let refused = progress.refused.load(Relaxed);
+    if refused > 0 {
+        return Err(Failure {
+            code: exit::AUTH,
+            message: format!(
+                "the server refused the server key: {refused} message(s) were not sent; fix the \
+                 key (GCM_API_KEY or --api-key-file) and continue with --resume"
+            ),
+        });
+    }
+    match stop {
+        Stop::Interrupted => Ok(exit::INTERRUPTED),
+        Stop::InputError(e) => Err(Failure::usage(format!(
             "cannot read {}: {e}",
             args.input.display()
         ))),
-        Some(Ok(())) if summary.failed + done.failed > 0 => Ok(exit::FAILED),
-        Some(Ok(())) => Ok(exit::OK),
+        Stop::KeyRefused | Stop::EndOfInput if summary.failed + done.failed > 0 => Ok(exit::FAILED),
+        Stop::KeyRefused | Stop::EndOfInput => Ok(exit::OK),
     }
+}
+
+/// Why reading stopped.
+enum Stop {
+    EndOfInput,
+    InputError(std::io::Error),
+    Interrupted,
+    /// A message failed because the server refused the key.
+    KeyRefused,
+}
+
+/// The configurations `--via` needs, checked before any file is touched.
+fn plan(args: &SendArgs) -> Result<Plan, Failure> {
+    let xmpp = || {
+        let mut cfg = args.xmpp.config()?;
+        cfg.connections = usize::from(args.connections);
+        cfg.window = usize::from(args.window);
+        Ok::<_, Failure>(Box::new(cfg))
+    };
+    let http = || {
+        Ok::<_, Failure>(Box::new(
+            args.xmpp.auth.http_config(args.http_url.as_deref())?,
+        ))
+    };
+    Ok(match args.via {
+        Via::Xmpp => Plan::Xmpp(xmpp()?),
+        Via::Http => Plan::Http(http()?),
+        Via::Auto => Plan::Auto(xmpp()?, http()?),
+    })
 }
 
 /// The input stream, and its line count when it is a file.
@@ -165,79 +231,15 @@ fn open_input(path: &Path) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Opti
     ))
 }
 
-/// Turns input lines into submitted messages or `invalid` records.
-struct Feeder<'a> {
-    client: Client,
-    done: &'a Done,
-    records: mpsc::Sender<Record>,
-    /// Outcomes not yet handed to the writer: bounds memory whatever the input size.
-    slots: Arc<Semaphore>,
-    progress: Arc<Progress>,
-    /// Lines read so far.
-    lines: u64,
-}
-
-impl Feeder<'_> {
-    /// Reads to the end of the input. Cancelling it is safe: a line is either handed on whole
-    /// or left without an outcome, for `--resume` to pick up.
-    async fn feed<R: AsyncBufRead + Unpin>(&mut self, mut lines: Lines<R>) -> std::io::Result<()> {
-        while let Some(line) = lines.next().await? {
-            self.lines = line.number;
-            if self.done.contains(line.number) {
-                continue;
-            }
-            let Ok(slot) = self.slots.clone().acquire_owned().await else {
-                break;
-            };
-            let number = line.number;
-            let message = match line.parse() {
-                Ok(message) => message,
-                Err(rejected) => {
-                    if self
-                        .records
-                        .send(Record::invalid(number, rejected))
-                        .await
-                        .is_err()
-                    {
-                        break; // the writer failed; its error is reported
-                    }
-                    continue;
-                }
-            };
-            let (id, to) = (
-                message.message_id().to_owned(),
-                message.target_str().to_owned(),
-            );
-            let sent = Instant::now();
-            let pending = self.client.submit(message).await;
-            self.progress.submitted.fetch_add(1, Relaxed);
-            let records = self.records.clone();
-            tokio::spawn(async move {
-                let (result, attempts) = match pending {
-                    Ok(pending) => {
-                        let c = pending.completion().await;
-                        (c.result, c.attempts)
-                    }
-                    Err(e) => (Err(e), 0),
-                };
-                let record = Record::sent(number, id, to, result, attempts, sent.elapsed());
-                let _ = records.send(record).await;
-                drop(slot);
-            });
-        }
-        Ok(())
-    }
-}
-
 fn summarize(
     progress: &Progress,
     tally: Tally,
-    client: &Client,
+    sender: &Sender,
     lines: u64,
     done: &Done,
     elapsed: std::time::Duration,
 ) -> Summary {
-    let stats = client.stats();
+    let stats = sender.stream().map(|c| c.stats()).unwrap_or_default();
     let count = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
     Summary {
         lines: Some(lines),

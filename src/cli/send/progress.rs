@@ -24,6 +24,8 @@ pub struct Progress {
     pub nacked: AtomicU64,
     pub failed: AtomicU64,
     pub invalid: AtomicU64,
+    /// Messages refused because the server refused the key (left without an outcome).
+    pub refused: AtomicU64,
 }
 
 impl Progress {
@@ -38,6 +40,12 @@ impl Progress {
             Outcome::Invalid => &self.invalid,
         };
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a message refused with the key: it ends without an outcome.
+    pub fn refused(&self) {
+        self.completed.fetch_add(1, Relaxed);
+        self.refused.fetch_add(1, Relaxed);
     }
 
     /// Submitted messages without an outcome yet.

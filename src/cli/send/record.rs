@@ -8,7 +8,7 @@ use std::time::Duration;
 use gcm_ccs::{Ack, SendError, ValidationError};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::common::Failure;
+use crate::cli::common::{Failure, error_code};
 
 /// How a line ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +33,8 @@ pub struct Record {
     pub code: Option<String>,
     pub description: Option<String>,
     pub canonical_registration_id: Option<String>,
-    /// Times the message was written to a connection.
-    pub attempts: u32,
+    /// Times the message was written to a connection (`null` over HTTP).
+    pub attempts: Option<u32>,
     /// From submission to outcome.
     pub latency_ms: Option<f64>,
 }
@@ -46,7 +46,7 @@ impl Record {
         message_id: String,
         to: String,
         result: Result<Ack, SendError>,
-        attempts: u32,
+        attempts: Option<u32>,
         latency: Duration,
     ) -> Record {
         let (outcome, code, description, canonical) = match result {
@@ -60,7 +60,7 @@ impl Record {
             Err(e) => {
                 let (outcome, code) = match &e {
                     SendError::Invalid(v) => (Outcome::Invalid, invalid_code(v)),
-                    other => (Outcome::Failed, failure_code(other)),
+                    other => (Outcome::Failed, error_code(other)),
                 };
                 (outcome, Some(code.to_owned()), Some(e.to_string()), None)
             }
@@ -88,7 +88,7 @@ impl Record {
             code: Some(rejected.code.to_owned()),
             description: Some(rejected.description),
             canonical_registration_id: None,
-            attempts: 0,
+            attempts: Some(0),
             latency_ms: None,
         }
     }
@@ -142,18 +142,6 @@ fn invalid_code(e: &ValidationError) -> &'static str {
         ValidationError::HttpOnlyField { .. } => "HTTP_ONLY_FIELD",
         ValidationError::InvalidField { .. } => "INVALID_FIELD",
         ValidationError::Json(_) => "INVALID_JSON",
-    }
-}
-
-fn failure_code(e: &SendError) -> &'static str {
-    match e {
-        SendError::StanzaError(_) => "STANZA_ERROR",
-        SendError::ConnectionLost(_) => "CONNECTION_LOST",
-        SendError::Unavailable(_) => "UNAVAILABLE",
-        SendError::Timeout(_) => "TIMEOUT",
-        SendError::Closed => "CLOSED",
-        SendError::Http(_) => "HTTP_ERROR",
-        SendError::Nacked(_) | SendError::Invalid(_) => "ERROR",
     }
 }
 
@@ -256,7 +244,7 @@ mod tests {
             "m1".into(),
             "t".into(),
             Err(SendError::Nacked(nack)),
-            1,
+            Some(1),
             Duration::from_micros(1500),
         );
         let json = serde_json::to_value(&r).unwrap();
@@ -272,11 +260,12 @@ mod tests {
             "m2".into(),
             "t".into(),
             Err(SendError::Timeout(Duration::from_secs(60))),
-            8,
+            None,
             Duration::ZERO,
         );
         assert_eq!(timeout.outcome, Outcome::Failed);
         assert_eq!(timeout.code.as_deref(), Some("TIMEOUT"));
+        assert!(serde_json::to_value(&timeout).unwrap()["attempts"].is_null());
     }
 
     #[test]

@@ -1,0 +1,128 @@
+//! From input lines to outcomes: the route (`--via`), and the loop that hands each line to
+//! the sender or to the writer with bounded memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use gcm_ccs::{Ack, Config, HttpConfig, Message, Route, SendError, Sender};
+use tokio::io::AsyncBufRead;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::input::Lines;
+use super::progress::Progress;
+use super::record::{Done, Record};
+use crate::cli::common::{Failure, is_auth_failure};
+
+/// Messages waiting for an HTTP request slot, beyond those in flight.
+const HTTP_QUEUE: usize = 1024;
+
+/// How messages will go out (boxed: the configurations are large).
+pub enum Plan {
+    Xmpp(Box<Config>),
+    Http(Box<HttpConfig>),
+    /// The stream, with HTTP for messages it cannot send.
+    Auto(Box<Config>, Box<HttpConfig>),
+}
+
+impl Plan {
+    /// Messages that may be between reading and writing their outcome at once: what the
+    /// sender queues plus what it has in flight.
+    pub fn capacity(&self) -> usize {
+        match self {
+            Plan::Xmpp(x) | Plan::Auto(x, _) => x.queue_capacity + x.window * x.connections,
+            Plan::Http(h) => HTTP_QUEUE + h.max_concurrent_requests,
+        }
+    }
+
+    /// Builds the sender; over XMPP only, connects first so a refused key ends the run here.
+    pub async fn connect(self) -> Result<Sender, Failure> {
+        Ok(match self {
+            Plan::Xmpp(x) => Sender::xmpp(*x).await?,
+            Plan::Http(h) => Sender::http(*h)?,
+            Plan::Auto(x, h) => Sender::auto(*x, *h).await?,
+        })
+    }
+}
+
+/// Turns input lines into sent messages or `invalid` records.
+pub struct Feeder<'a> {
+    pub sender: Sender,
+    pub done: &'a Done,
+    pub records: mpsc::Sender<Record>,
+    /// Outcomes not yet handed to the writer: bounds memory whatever the input size.
+    pub slots: Arc<Semaphore>,
+    pub progress: Arc<Progress>,
+    /// Notified when a message fails because the server refused the key.
+    pub refused: Arc<Notify>,
+    /// Lines read so far.
+    pub lines: u64,
+}
+
+impl Feeder<'_> {
+    /// Reads to the end of the input. Cancelling it is safe: a line is either handed on whole
+    /// or left without an outcome, for `--resume` to pick up.
+    pub async fn feed<R: AsyncBufRead + Unpin>(
+        &mut self,
+        mut lines: Lines<R>,
+    ) -> std::io::Result<()> {
+        while let Some(line) = lines.next().await? {
+            self.lines = line.number;
+            if self.done.contains(line.number) {
+                continue;
+            }
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                break;
+            };
+            if self.records.is_closed() {
+                break; // the writer failed; its error is reported
+            }
+            let number = line.number;
+            let message = match line.parse() {
+                Ok(message) => message,
+                Err(rejected) => {
+                    let _ = self.records.send(Record::invalid(number, rejected)).await;
+                    continue;
+                }
+            };
+            self.progress.submitted.fetch_add(1, Relaxed);
+            let (sender, records) = (self.sender.clone(), self.records.clone());
+            let (progress, refused) = (self.progress.clone(), self.refused.clone());
+            tokio::spawn(async move {
+                let (id, to) = (
+                    message.message_id().to_owned(),
+                    message.target_str().to_owned(),
+                );
+                let started = Instant::now();
+                let (result, attempts) = deliver(&sender, message).await;
+                if let Err(e) = &result
+                    && is_auth_failure(e)
+                {
+                    // Not an outcome of the message: it is sent again by --resume.
+                    progress.refused();
+                    refused.notify_one();
+                } else {
+                    let record = Record::sent(number, id, to, result, attempts, started.elapsed());
+                    let _ = records.send(record).await;
+                }
+                drop(slot);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Sends one message; the attempt count is known on the XMPP route only (HTTP retries
+/// happen inside the HTTP sender).
+async fn deliver(sender: &Sender, message: Message) -> (Result<Ack, SendError>, Option<u32>) {
+    match sender.stream() {
+        Some(client) if sender.route() == Route::Xmpp => match client.submit(message).await {
+            Ok(pending) => {
+                let completion = pending.completion().await;
+                (completion.result, Some(completion.attempts))
+            }
+            Err(e) => (Err(e), Some(0)),
+        },
+        _ => (sender.send(message).await, None),
+    }
+}
