@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use gcm_ccs::emulator::{Emulator, Reply};
+use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
@@ -29,6 +29,14 @@ async fn output(mut cmd: Command) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An emulator serving the HTTP API too.
+async fn http_emulator(script: Script) -> Emulator {
+    let mut cfg = EmulatorConfig::new(SENDER, KEY);
+    cfg.script = script;
+    cfg.http_listen = Some(([127, 0, 0, 1], 0).into());
+    Emulator::start(cfg).await.expect("emulator starts")
 }
 
 /// A scratch directory with the emulator's CA in it.
@@ -54,6 +62,15 @@ impl Scratch {
             .args(["--sender-id", SENDER, "--endpoint"])
             .arg(emu.addr().to_string())
             .arg("--ca-file")
+            .arg(self.path("ca.pem"))
+            .env("GCM_API_KEY", KEY);
+        cmd
+    }
+
+    /// `gcm-ccs http` pointed at `emu`'s HTTP endpoint.
+    fn http(&self, emu: &Emulator) -> Command {
+        let mut cmd = bin();
+        cmd.args(["http", "--url", &emu.http_url().unwrap(), "--ca-file"])
             .arg(self.path("ca.pem"))
             .env("GCM_API_KEY", KEY);
         cmd
@@ -352,6 +369,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     let ca = dir.path().join("ca.pem");
     let mut emulate = bin()
         .args(["emulate", "--listen", "127.0.0.1:0", "--stats-every", "1"])
+        .args(["--http-listen", "127.0.0.1:0"])
         .args(["--credentials", &format!("{SENDER}:{KEY}"), "--ca-out"])
         .arg(&ca)
         .stdout(Stdio::piped())
@@ -384,6 +402,20 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("\nack "));
 
+    let mut second = String::new();
+    stdout.read_line(&mut second).unwrap();
+    let url = second
+        .strip_prefix("HTTP send API at ")
+        .unwrap_or_else(|| panic!("HTTP URL on stdout: {second:?}"))
+        .trim();
+    let mut http = bin();
+    http.args(["http", "--url", url, "--to", "tok", "--ca-file"])
+        .arg(&ca)
+        .env("GCM_API_KEY", KEY);
+    let out = output(http).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok     tok  "));
+
     let kill = Command::new("kill")
         .args(["-TERM", &emulate.id().to_string()])
         .status()
@@ -407,4 +439,167 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     assert!(status.0.success(), "{}", status.1);
     assert!(status.1.contains("stopped: "), "{}", status.1);
     assert!(status.1.contains("downstream 1 (acks 1"), "{}", status.1);
+}
+
+#[tokio::test]
+async fn http_multicast_reports_each_token() {
+    let emu = http_emulator(script(vec![
+        rule("gone-", nack("DEVICE_UNREGISTERED")),
+        rule(
+            "old-",
+            Reply::Canonical {
+                registration_id: "new-token".into(),
+            },
+        ),
+    ]))
+    .await;
+    let s = Scratch::new(&emu);
+    let mut cmd = s.http(&emu);
+    cmd.args([
+        "--registration-ids",
+        "tok-1,gone-2,old-3",
+        "--data",
+        r#"{"k":"v"}"#,
+        "--json",
+    ]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let results = report["results"].as_array().unwrap();
+    let to: Vec<&str> = results.iter().map(|r| r["to"].as_str().unwrap()).collect();
+    assert_eq!(to, ["tok-1", "gone-2", "old-3"]);
+    assert_eq!(results[0]["outcome"], "ok");
+    assert_eq!(results[1]["error"], "NotRegistered");
+    assert_eq!(results[2]["canonical_registration_id"], "new-token");
+    assert_eq!(
+        (report["success"].clone(), report["failure"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(report["multicast_ids"].as_array().unwrap().len(), 1);
+    let body: Value = serde_json::from_str(&emu.http_requests()[0].body).unwrap();
+    assert_eq!(
+        body["registration_ids"],
+        json!(["tok-1", "gone-2", "old-3"])
+    );
+    assert_eq!(body["data"], json!({"k": "v"}));
+
+    std::fs::write(s.path("tokens"), "# test devices\ntok-a\n\n  tok-b  \n").unwrap();
+    let mut cmd = s.http(&emu);
+    cmd.arg("--tokens-file")
+        .arg(s.path("tokens"))
+        .arg("--dry-run");
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "ok     tok-a  fake_message_id",
+            "ok     tok-b  fake_message_id"
+        ]
+    );
+
+    let mut refused = s.http(&emu);
+    refused
+        .args(["--to", "tok"])
+        .env("GCM_API_KEY", "AIzaNotTheKey_secret");
+    let out = output(refused).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        !text(&out.stdout).contains("AIzaNotTheKey")
+            && !text(&out.stderr).contains("AIzaNotTheKey")
+    );
+}
+
+#[tokio::test]
+async fn send_via_http_and_resume_after_a_refused_key() {
+    let emu = http_emulator(Script::default()).await;
+    let s = Scratch::new(&emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    input_file(&input, 200, 20);
+    let via_http = |key: &str| {
+        let mut cmd = bin();
+        cmd.args([
+            "send",
+            "--via",
+            "http",
+            "--http-url",
+            &emu.http_url().unwrap(),
+        ])
+        .arg("--ca-file")
+        .arg(s.path("ca.pem"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output_path)
+        .env("GCM_API_KEY", key);
+        cmd
+    };
+    let out = output(via_http("AIzaWrong_refused_key")).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--resume"));
+    assert!(
+        records(&output_path)
+            .values()
+            .all(|r| r["outcome"] == "invalid")
+    );
+
+    let mut resume = via_http(KEY);
+    resume.arg("--resume");
+    let out = output(resume).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let by_line = records(&output_path);
+    assert_eq!(by_line.len(), 200);
+    let acked: Vec<&Value> = by_line
+        .values()
+        .filter(|r| r["outcome"] == "acked")
+        .collect();
+    assert_eq!(acked.len(), 190);
+    assert!(
+        acked.iter().all(|r| r["attempts"].is_null()),
+        "attempts unknown over HTTP"
+    );
+}
+
+#[tokio::test]
+async fn key_refused_mid_run_stops_with_exit_3_and_resume_finishes() {
+    let slow = || script(vec![rule("", Reply::Delay { ms: 30 })]);
+    let emu = emulator(slow()).await;
+    let s = Scratch::new(&emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    input_file(&input, 2000, 100);
+    let mut cmd = s.send(&emu, &input, &output_path);
+    cmd.args(["--window", "10"]).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while std::fs::read_to_string(&output_path).map_or(0, |t| t.lines().count()) < 100 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut refusing = slow();
+    refusing.faults.reject_auth = u32::MAX;
+    emu.set_script(refusing);
+    emu.drop_all();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused the server key") && !stderr.contains(KEY),
+        "{stderr}"
+    );
+    let first = records(&output_path);
+    assert!(first.len() < 2000);
+    assert!(
+        first.values().all(|r| r["outcome"] != "failed"),
+        "refusals are not outcomes"
+    );
+
+    emu.set_script(Default::default());
+    let mut resume = s.send(&emu, &input, &output_path);
+    resume.arg("--resume");
+    let out = output(resume).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(records(&output_path).len(), 2000);
 }
