@@ -603,3 +603,35 @@ async fn key_refused_mid_run_stops_with_exit_3_and_resume_finishes() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(records(&output_path).len(), 2000);
 }
+
+#[tokio::test]
+async fn sigint_finishes_in_flight_messages_then_exits_130() {
+    let emu = emulator(script(vec![rule("", Reply::Delay { ms: 200 })])).await;
+    let s = Scratch::new(&emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    input_file(&input, 5000, 10_000);
+    let mut cmd = s.send(&emu, &input, &output_path);
+    cmd.args(["--window", "50"]).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    eventually("messages in flight", || emu.stats().downstream >= 50).await;
+    let int = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted: waiting for"), "{stderr}");
+    let by_line = records(&output_path);
+    let sent = emu.stats().unique_messages;
+    assert_eq!(
+        by_line.len() as u64,
+        sent,
+        "every message sent got its outcome"
+    );
+    assert!(by_line.values().all(|r| r["outcome"] == "acked"));
+    assert!(sent < 5000);
+}

@@ -140,11 +140,11 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let lines = feeder.lines;
     drop(feeder);
     match stop {
-        Stop::Interrupted => eprintln!(
+        Stop::Interrupted => reporter.note(&format!(
             "interrupted: waiting for the {} messages in flight (interrupt again to quit now)",
             progress.in_flight()
-        ),
-        Stop::KeyRefused => eprintln!("the server refused the key: no more lines are sent"),
+        )),
+        Stop::KeyRefused => reporter.note("the server refused the key: no more lines are sent"),
         _ => {}
     }
     let written = tokio::select! {

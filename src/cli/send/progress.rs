@@ -120,6 +120,14 @@ impl Reporter {
         }
     }
 
+    /// Prints a line on stderr without garbling the bar.
+    pub fn note(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
     /// Stops and removes the display.
     pub fn finish(self) {
         self.task.abort();
