@@ -412,3 +412,28 @@ async fn soak_exactly_one_outcome_under_faults() {
     assert_eq!(cs.in_flight, 0);
     client.close().await;
 }
+
+#[tokio::test]
+async fn per_sender_connection_limit_is_enforced_and_the_pool_keeps_working() {
+    let mut s = Script::default();
+    s.faults.max_connections_per_sender = Some(2);
+    let emu = emulator(s).await;
+    let mut cfg = config(&emu);
+    cfg.connections = 3;
+    let client = Client::connect(cfg).await.unwrap();
+    let mut events = client.events();
+    let refused = next_event(&mut events, |e| match e {
+        Event::ConnectFailed { error, .. } => Some(error),
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(&refused, ConnectError::StreamError { condition, .. } if condition == "policy-violation"),
+        "{refused:?}"
+    );
+    eventually("two connections", || client.stats().connections == 2).await;
+    assert_eq!(emu.stats().connections_open, 2);
+    let outcomes = send_all(&client, 300, |i| format!("t{i}")).await;
+    assert!(outcomes.values().all(Result::is_ok));
+    client.close().await;
+}

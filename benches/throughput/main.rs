@@ -2,6 +2,8 @@
 //! drains, all measured in the same run and reported as ratios.
 //!
 //! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]`
+//!
+//! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
 mod baseline;
 mod stack;
@@ -23,8 +25,12 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
-        messages: 200_000,
-        ack_delay: Duration::from_millis(20),
+        messages: if cfg!(debug_assertions) {
+            2_000
+        } else {
+            200_000
+        },
+        ack_delay: Duration::from_millis(50),
         json_only: false,
         stack_only: false,
     };

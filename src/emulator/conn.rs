@@ -135,7 +135,7 @@ async fn read_side<R: AsyncRead + Unpin>(
         negotiate(&shared, &mut reader, &tx),
     )
     .await;
-    let (sender_id, jid) = match negotiated {
+    let (slot, jid) = match negotiated {
         Ok(Ok(bound)) => bound,
         Ok(Err(HandshakeEnd::Closed)) => return,
         Err(_) => {
@@ -147,7 +147,7 @@ async fn read_side<R: AsyncRead + Unpin>(
     shared.rec.connections_authenticated.fetch_add(1, Relaxed);
     shared.rec.connections_open.fetch_add(1, Relaxed);
     let ctl = ConnCtl {
-        sender_id,
+        sender_id: slot.sender_id.clone(),
         out: tx,
         state,
     };
@@ -173,12 +173,12 @@ async fn read_side<R: AsyncRead + Unpin>(
     }
 }
 
-/// Server side of §3; returns the sender id and bound JID.
+/// Server side of §3; returns the sender's session slot and the bound JID.
 async fn negotiate<R: AsyncRead + Unpin>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     reader: &mut FrameReader<R>,
     tx: &Tx,
-) -> Result<(String, String), HandshakeEnd> {
+) -> Result<(SessionSlot, String), HandshakeEnd> {
     let header = expect_open(reader, tx).await?;
     send(tx, |b| {
         write::server_stream_header(b, header.to.as_deref().unwrap_or(GCM_DOMAIN), &stream_id());
@@ -194,6 +194,17 @@ async fn negotiate<R: AsyncRead + Unpin>(
             return Err(HandshakeEnd::Closed);
         }
     };
+    let Some(slot) = SessionSlot::reserve(shared, sender_id) else {
+        send(tx, |b| {
+            write::stream_error(
+                b,
+                "policy-violation",
+                Some("too many connections for this sender"),
+            )
+        });
+        let _ = tx.send(Out::Close);
+        return Err(HandshakeEnd::Closed);
+    };
     send(tx, write::sasl_success);
     let header = expect_open(reader, tx).await?;
     send(tx, |b| {
@@ -207,11 +218,12 @@ async fn negotiate<R: AsyncRead + Unpin>(
                 .child(wire::NS_BIND, "resource")
                 .map_or("", |r| r.text.trim());
             let jid = format!(
-                "{sender_id}@{GCM_DOMAIN}/{resource}{:08X}",
+                "{}@{GCM_DOMAIN}/{resource}{:08X}",
+                slot.sender_id,
                 rand::random::<u32>()
             );
             send(tx, |b| write::iq_bind_result(b, iq.attr("id"), &jid));
-            return Ok((sender_id, jid));
+            return Ok((slot, jid));
         }
         answer_iq(tx, &iq);
     }
@@ -301,23 +313,43 @@ fn authenticate(shared: &Shared, auth: &Element) -> Result<String, Vec<u8>> {
     if rejected {
         return Err(failure("not-authorized"));
     }
-    if let Some(max) = shared.script().faults.max_connections_per_sender {
-        let open = shared
-            .conns()
-            .values()
-            .filter(|c| c.sender_id == sender_id)
-            .count();
-        if open >= max {
-            let mut b = Vec::new();
-            write::stream_error(
-                &mut b,
-                "policy-violation",
-                Some("too many connections for this sender"),
-            );
-            return Err(b);
+    Ok(sender_id.to_owned())
+}
+
+/// An authenticated session counted against its sender's connection limit until dropped.
+struct SessionSlot {
+    shared: Arc<Shared>,
+    sender_id: String,
+}
+
+impl SessionSlot {
+    /// Takes a slot for `sender_id`, or `None` at the per-sender limit. Check and count happen
+    /// under one lock, so concurrent handshakes cannot both take the last slot.
+    fn reserve(shared: &Arc<Shared>, sender_id: String) -> Option<SessionSlot> {
+        let max = shared.script().faults.max_connections_per_sender;
+        let mut sessions = shared.sessions();
+        let n = sessions.entry(sender_id.clone()).or_default();
+        if max.is_some_and(|max| *n >= max) {
+            return None;
+        }
+        *n += 1;
+        Some(SessionSlot {
+            shared: shared.clone(),
+            sender_id,
+        })
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut sessions = self.shared.sessions();
+        if let Some(n) = sessions.get_mut(&self.sender_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                sessions.remove(&self.sender_id);
+            }
         }
     }
-    Ok(sender_id.to_owned())
 }
 
 /// Answers an iq: bind/session/ping get results, other gets/sets `service-unavailable`.

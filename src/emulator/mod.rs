@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     pub script: RwLock<Arc<Script>>,
     pub rec: Recorder,
     pub conns: Mutex<HashMap<u64, ConnCtl>>,
+    /// Authenticated sessions per sender id, for the per-sender connection limit.
+    pub sessions: Mutex<HashMap<String, usize>>,
     pub next_id: AtomicU64,
     pub auth_rejections: AtomicU32,
     pub handshake_timeout: Duration,
@@ -143,7 +145,11 @@ impl Shared {
     }
 
     pub fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnCtl>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+        stats::lock(&self.conns)
+    }
+
+    pub fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        stats::lock(&self.sessions)
     }
 }
 
@@ -187,6 +193,7 @@ impl Emulator {
             script: RwLock::new(Arc::new(cfg.script)),
             rec: Recorder::default(),
             conns: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             handshake_timeout: cfg.handshake_timeout,
             limits: cfg.limits,
