@@ -80,6 +80,7 @@ pub async fn write_records(
 }
 
 fn count(tally: &mut Tally, progress: &Progress, record: Record) {
+    // Only records of messages handed to the sender carry a latency.
     progress.record(record.outcome, record.latency_ms.is_some());
     if let Some(ms) = record.latency_ms {
         tally

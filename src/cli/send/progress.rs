@@ -80,7 +80,8 @@ impl Reporter {
         let started = Instant::now();
         let first = progress.done.load(Relaxed);
         let rate = move |p: &Progress| {
-            (p.done.load(Relaxed) - first) as f64 / started.elapsed().as_secs_f64().max(1e-3)
+            p.done.load(Relaxed).saturating_sub(first) as f64
+                / started.elapsed().as_secs_f64().max(1e-3)
         };
         if !std::io::stderr().is_terminal() {
             let task = tokio::spawn(async move {

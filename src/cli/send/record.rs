@@ -158,7 +158,7 @@ pub struct Done {
 impl Done {
     pub fn contains(&self, line: u64) -> bool {
         let (word, bit) = ((line / 64) as usize, line % 64);
-        self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
+        self.bits.get(word).is_some_and(|w| w & (1u64 << bit) != 0)
     }
 
     fn insert(&mut self, line: u64, outcome: Outcome) {
@@ -166,8 +166,8 @@ impl Done {
         if self.bits.len() <= word {
             self.bits.resize(word + 1, 0);
         }
-        if self.bits[word] & (1 << bit) == 0 {
-            self.bits[word] |= 1 << bit;
+        if self.bits[word] & (1u64 << bit) == 0 {
+            self.bits[word] |= 1u64 << bit;
             self.count += 1;
             self.failed += u64::from(outcome == Outcome::Failed);
         }
@@ -285,12 +285,13 @@ mod tests {
         let path = dir.path().join("out.ndjson");
         std::fs::write(
             &path,
-            "{\"line\":2,\"outcome\":\"acked\"}\n{\"line\":70,\"outcome\":\"failed\"}\nnot json\n{\"line\":5,\"outc",
+            "{\"line\":2,\"outcome\":\"acked\"}\n{\"line\":63,\"outcome\":\"invalid\"}\n{\"line\":70,\"outcome\":\"failed\"}\nnot json\n{\"line\":5,\"outc",
         )
         .unwrap();
         let done = read_done(&path).unwrap();
-        assert_eq!((done.count, done.failed), (2, 1));
-        assert!(done.contains(2) && done.contains(70) && !done.contains(5) && !done.contains(1));
+        assert_eq!((done.count, done.failed), (3, 1));
+        assert!(done.contains(2) && done.contains(63) && done.contains(70));
+        assert!(!done.contains(5) && !done.contains(1) && !done.contains(64));
         assert!(
             std::fs::read_to_string(&path)
                 .unwrap()
