@@ -1,6 +1,9 @@
 //! Shared helpers for integration tests: an emulator on loopback TLS and clients for it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod pki;
+pub mod raw_server;
+
 use std::time::Duration;
 
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
@@ -69,4 +72,11 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Runs `fut`, failing the test if it takes longer than `secs` seconds: nothing may hang.
+pub async fn bounded<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("bounded: the operation must finish in time")
 }
