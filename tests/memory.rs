@@ -1,0 +1,125 @@
+//! Memory stays bounded whatever a hostile server sends: the test binary counts every live heap
+//! byte (a global allocator), so these tests measure rather than assume.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use common::raw_server::*;
+use common::*;
+use gcm_ccs::{Client, Event};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only adds bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// One measurement at a time: the counters are process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `scenario` and returns how far live heap memory rose above where it started.
+async fn peak_growth(scenario: impl std::future::Future<Output = ()>) -> usize {
+    let _one_at_a_time = SERIAL.lock().await;
+    let base = LIVE.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    scenario.await;
+    PEAK.load(Relaxed).saturating_sub(base)
+}
+
+const MB: usize = 1024 * 1024;
+
+/// Connects to a server that negotiates and then plays `rest`; waits until the client drops
+/// that connection and returns why.
+async fn until_lost(rest: Vec<Step>, ping_interval: Duration) -> String {
+    let options = Options {
+        recv_buffer: Some(16 * 1024),
+        ..Options::default()
+    };
+    let server = RawServer::start_opts(options, move |n| match n {
+        0 => after_handshake(rest.clone()),
+        _ => handshake(),
+    })
+    .await;
+    let mut cfg = server.config();
+    cfg.ping_interval = ping_interval;
+    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    let mut events = client.events();
+    next_event(&mut events, |e| match e {
+        Event::Lost { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_text_node_stays_within_the_stanza_cap() {
+    let mut reason = String::new();
+    let growth = peak_growth(async {
+        reason = until_lost(
+            vec![
+                send(r#"<message><gcm xmlns="google:mobile:data">"#),
+                Step::Repeat {
+                    chunk: vec![b'x'; 16 * 1024],
+                    times: usize::MAX,
+                },
+            ],
+            Duration::from_secs(20),
+        )
+        .await;
+    })
+    .await;
+    assert!(reason.contains("65536-byte limit"), "{reason}");
+    assert!(growth < 2 * MB, "heap grew by {growth} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
+    // The server pushes upstream messages and never reads the client's acks for them. Once the
+    // socket buffers are full the client must stop reading rather than queue acks forever.
+    // Long ids and senders: each ack echoes both, so acks are as large as what provokes them.
+    let upstream = (0..100)
+        .map(|i| {
+            format!(
+                r#"<message><gcm xmlns="google:mobile:data">{{"message_id":"up-{i:0>97}","from":"{}"}}</gcm></message>"#,
+                "d".repeat(100)
+            )
+        })
+        .collect::<String>();
+    let times = 10 * MB / upstream.len();
+    let mut reason = String::new();
+    let growth = peak_growth(async {
+        reason = until_lost(
+            vec![Step::Repeat {
+                chunk: upstream.into_bytes(),
+                times,
+            }],
+            Duration::from_millis(300),
+        )
+        .await;
+    })
+    .await;
+    assert!(reason.contains("no data from the server"), "{reason}");
+    assert!(growth < 4 * MB, "heap grew by {growth} bytes");
+}
