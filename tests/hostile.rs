@@ -800,3 +800,44 @@ async fn unanswered_messages_time_out_once_retries_are_exhausted() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_server_that_drains_without_closing_cannot_multiply_connections() {
+    // Each connection is told CONNECTION_DRAINING right after binding and is never closed.
+    // The client opens replacements, but keeps at most twice its pool size open, and closes
+    // a draining connection itself once `ack_timeout` has passed.
+    let drain = gcm_server(r#"{"message_type":"control","control_type":"CONNECTION_DRAINING"}"#);
+    let server = RawServer::start(move |_| after_handshake(vec![send(&drain)])).await;
+    let mut cfg = server.config();
+    cfg.connections = 2;
+    cfg.ack_timeout = Duration::from_millis(400);
+    cfg.retry.max_attempts = 2;
+    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    let mut events = client.events();
+    let p = client
+        .submit(Message::to("tok").message_id("m-1").build().unwrap())
+        .await
+        .unwrap();
+    let mut most = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        most = most.max(client.stats().connections);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(most <= 4, "{most} connections open at once");
+    let reason = next_event(&mut events, |e| match e {
+        Event::Lost { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_contains(&reason, "did not close the draining connection");
+    // The message still ends, once: it never got an answer.
+    let outcome = bounded(10, p).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(SendError::Timeout(_) | SendError::ConnectionLost(_))
+        ),
+        "{outcome:?}"
+    );
+}
