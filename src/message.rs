@@ -374,6 +374,9 @@ impl MessageBuilder {
         if let Some(data) = &self.options.data {
             check_data_keys(data)?;
         }
+        if let Some(notification) = &self.options.notification {
+            check_notification_extra(notification)?;
+        }
         let message = Message {
             target,
             message_id,
@@ -578,6 +581,39 @@ fn check_data_keys(data: &Map<String, Value>) -> Result<(), ValidationError> {
     }
 }
 
+/// The named fields of [`Notification`], which its `extra` map must not repeat.
+const NOTIFICATION_FIELDS: &[&str] = &[
+    "title",
+    "body",
+    "icon",
+    "sound",
+    "badge",
+    "tag",
+    "color",
+    "click_action",
+    "body_loc_key",
+    "body_loc_args",
+    "title_loc_key",
+    "title_loc_args",
+    "android_channel_id",
+    "subtitle",
+];
+
+/// An `extra` key naming a field would be written twice (or decode into the field instead).
+fn check_notification_extra(notification: &Notification) -> Result<(), ValidationError> {
+    match notification
+        .extra
+        .keys()
+        .find(|k| NOTIFICATION_FIELDS.contains(&k.as_str()))
+    {
+        Some(key) => Err(invalid(
+            format!("notification.{key}"),
+            "is a named field of `Notification`: set it there, not in `extra`",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_payload_size(size: usize) -> Result<(), ValidationError> {
     if size > MAX_PAYLOAD_BYTES {
         return Err(ValidationError::PayloadTooLarge {
@@ -730,6 +766,13 @@ mod tests {
                 inp(json!({"to": "t", "time_to_live": null})),
                 Field("time_to_live"),
                 "got null",
+            ),
+            // collapse_key.
+            (inp(json!({"to": "t", "collapse_key": "k"})), Valid, ""),
+            (
+                inp(json!({"to": "t", "collapse_key": 5})),
+                Field("collapse_key"),
+                "field `collapse_key`: must be a string, got number",
             ),
             // priority.
             (inp(json!({"to": "t", "priority": "normal"})), Valid, ""),
@@ -908,6 +951,57 @@ mod tests {
             Message::to("/topics/bad!").build(),
             Err(InvalidField { field, .. }) if field == "to"
         ));
+    }
+
+    #[test]
+    fn notification_extra_must_not_repeat_a_named_field() {
+        // Every named field, as serde writes it, is in the list.
+        let all = Notification {
+            title: Some(String::new()),
+            body: Some(String::new()),
+            icon: Some(String::new()),
+            sound: Some(String::new()),
+            badge: Some(String::new()),
+            tag: Some(String::new()),
+            color: Some(String::new()),
+            click_action: Some(String::new()),
+            body_loc_key: Some(String::new()),
+            body_loc_args: Some(String::new()),
+            title_loc_key: Some(String::new()),
+            title_loc_args: Some(String::new()),
+            android_channel_id: Some(String::new()),
+            subtitle: Some(String::new()),
+            extra: BTreeMap::new(),
+        };
+        let Value::Object(named) = to_value(&all) else {
+            panic!()
+        };
+        assert_eq!(
+            named.keys().collect::<Vec<_>>().len(),
+            NOTIFICATION_FIELDS.len()
+        );
+        assert!(
+            named
+                .keys()
+                .all(|k| NOTIFICATION_FIELDS.contains(&k.as_str()))
+        );
+
+        for (title, key) in [(Some("a"), "title"), (None, "body")] {
+            let notification = Notification {
+                title: title.map(str::to_owned),
+                extra: [(key.to_owned(), "b".to_owned())].into(),
+                ..Notification::default()
+            };
+            let err = Message::to("t")
+                .notification(notification)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(&err, ValidationError::InvalidField { field, .. } if *field == format!("notification.{key}")),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("not in `extra`"), "{err}");
+        }
     }
 
     #[test]
