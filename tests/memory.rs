@@ -123,3 +123,27 @@ async fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
     assert!(reason.contains("no data from the server"), "{reason}");
     assert!(growth < 4 * MB, "heap grew by {growth} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_fed_an_endless_stanza_stays_within_the_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = emulator(Default::default()).await;
+    let mut reply = Vec::new();
+    let growth = peak_growth(async {
+        let (mut r, mut w) = tokio::io::split(tls_to(emu.addr(), emu.ca_pem()).await);
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 16 * 1024];
+            let header = br#"<stream:stream to="gcm.googleapis.com" version="1.0" xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><message><gcm xmlns="google:mobile:data">"#;
+            let mut written = w.write_all(header).await;
+            while written.is_ok() {
+                written = w.write_all(&chunk).await;
+            }
+        });
+        bounded(10, r.read_to_end(&mut reply)).await.unwrap();
+        bounded(10, writer).await.unwrap();
+    })
+    .await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("policy-violation"), "{reply}");
+    assert!(growth < 2 * MB, "heap grew by {growth} bytes");
+}
