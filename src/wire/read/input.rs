@@ -208,7 +208,7 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for BoundedInput<R> {
                 let limit = this.max_item;
                 return Poll::Ready(Err(this.fail(WireError::TooLarge { limit })));
             }
-            let end = this.end.min(this.pos + room);
+            let end = this.end.min(this.pos.saturating_add(room));
             return Poll::Ready(Ok(this.buf.get(this.pos..end).unwrap_or_default()));
         }
     }

@@ -322,6 +322,21 @@ async fn frames_before_a_control_character_do_not_depend_on_read_boundaries() {
     assert_eq!(whole.0, bytewise.0);
 }
 
+/// Found replaying the `classify_json` fuzz seeds: a size limit of `usize::MAX` overflowed
+/// (a panic in debug builds; in release an empty read, taken for EOF).
+#[tokio::test]
+async fn unlimited_stanza_size_is_allowed() {
+    let limits = Limits {
+        max_stanza_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let input = format!("{SERVER_HEADER}<iq type='result' id='a'/>");
+    let (frames, error) =
+        read_until_error(&mut FrameReader::new(Chunks::new([&input]), limits)).await;
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_clean_eof(&error);
+}
+
 #[tokio::test]
 async fn utf8_split_inside_characters() {
     let text = "héllo ✓ 😀 Ω";
