@@ -36,16 +36,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// One measurement at a time: the counters are process-wide.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Runs `scenario` and returns how far live heap memory rose above where it started.
-async fn peak_growth(scenario: impl std::future::Future<Output = ()>) -> usize {
-    let _one_at_a_time = SERIAL.lock().await;
+/// Runs `scenario` on a runtime of its own, shut down before returning, and returns how far
+/// live heap memory rose above where it started. The counters are process-wide, so the
+/// scenarios run one after the other from a single test.
+fn peak_growth<F: std::future::Future<Output = ()>>(scenario: impl FnOnce() -> F) -> usize {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let base = LIVE.load(Relaxed);
     PEAK.store(base, Relaxed);
-    scenario.await;
-    PEAK.load(Relaxed).saturating_sub(base)
+    runtime.block_on(scenario());
+    let growth = PEAK.load(Relaxed).saturating_sub(base);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    growth
 }
 
 const MB: usize = 1024 * 1024;
@@ -73,10 +78,16 @@ async fn until_lost(rest: Vec<Step>, ping_interval: Duration) -> String {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_text_node_stays_within_the_stanza_cap() {
+#[test]
+fn hostile_peers_cannot_grow_the_heap() {
+    endless_text_node_stays_within_the_stanza_cap();
+    upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded();
+    emulator_fed_an_endless_stanza_stays_within_the_cap();
+}
+
+fn endless_text_node_stays_within_the_stanza_cap() {
     let mut reason = String::new();
-    let growth = peak_growth(async {
+    let growth = peak_growth(|| async {
         reason = until_lost(
             vec![
                 send(r#"<message><gcm xmlns="google:mobile:data">"#),
@@ -88,14 +99,12 @@ async fn endless_text_node_stays_within_the_stanza_cap() {
             Duration::from_secs(20),
         )
         .await;
-    })
-    .await;
+    });
     assert!(reason.contains("65536-byte limit"), "{reason}");
     assert!(growth < 2 * MB, "heap grew by {growth} bytes");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
+fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
     // The server pushes upstream messages and never reads the client's acks for them. Once the
     // socket buffers are full the client must stop reading rather than queue acks forever.
     // Long ids and senders: each ack echoes both, so acks are as large as what provokes them.
@@ -109,7 +118,7 @@ async fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
         .collect::<String>();
     let times = 10 * MB / upstream.len();
     let mut reason = String::new();
-    let growth = peak_growth(async {
+    let growth = peak_growth(|| async {
         reason = until_lost(
             vec![Step::Repeat {
                 chunk: upstream.into_bytes(),
@@ -118,18 +127,16 @@ async fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
             Duration::from_millis(300),
         )
         .await;
-    })
-    .await;
+    });
     assert!(reason.contains("no data from the server"), "{reason}");
     assert!(growth < 4 * MB, "heap grew by {growth} bytes");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emulator_fed_an_endless_stanza_stays_within_the_cap() {
+fn emulator_fed_an_endless_stanza_stays_within_the_cap() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let emu = emulator(Default::default()).await;
     let mut reply = Vec::new();
-    let growth = peak_growth(async {
+    let growth = peak_growth(|| async {
+        let emu = emulator(Default::default()).await;
         let (mut r, mut w) = tokio::io::split(tls_to(emu.addr(), emu.ca_pem()).await);
         let writer = tokio::spawn(async move {
             let chunk = vec![b'x'; 16 * 1024];
@@ -141,8 +148,7 @@ async fn emulator_fed_an_endless_stanza_stays_within_the_cap() {
         });
         bounded(10, r.read_to_end(&mut reply)).await.unwrap();
         bounded(10, writer).await.unwrap();
-    })
-    .await;
+    });
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.contains("policy-violation"), "{reply}");
     assert!(growth < 2 * MB, "heap grew by {growth} bytes");
