@@ -1061,6 +1061,15 @@ mod tests {
         }
     }
 
+    /// Found by the `message_roundtrip` fuzzer: without correctly rounded float parsing, a
+    /// long number parsed to one `f64` and its printed form back to another.
+    #[test]
+    fn numbers_in_data_survive_a_round_trip() {
+        let number = format!("{}3600", "2".repeat(74));
+        let m = Message::from_json(&format!(r#"{{"to":"t","data":{{"n":{number}}}}}"#)).unwrap();
+        assert_eq!(Message::from_json(&m.to_json()), Ok(m));
+    }
+
     #[test]
     fn ttl_zero_is_serialized() {
         let m = Message::to("t")
