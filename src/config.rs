@@ -244,7 +244,8 @@ pub struct Config {
     /// Requested resource for binding (the server decorates it).
     pub resource: Option<String>,
     pub trust: Trust,
-    /// Connections kept open (1..=1000).
+    /// Connections kept open (1..=1000). With draining connections still open, at most twice
+    /// this many are open at once.
     pub connections: usize,
     /// Unacked downstream messages per connection (1..=100).
     pub window: usize,
@@ -255,6 +256,7 @@ pub struct Config {
     /// Each XMPP negotiation step (header, features, auth, bind, session).
     pub handshake_timeout: Duration,
     /// A message without ack or nack this long after it was written is retried (or failed).
+    /// Also how long a draining connection may stay open before we close it ourselves.
     pub ack_timeout: Duration,
     /// XEP-0199 ping interval; a connection silent for two intervals is declared dead.
     pub ping_interval: Duration,

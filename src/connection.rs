@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
 
@@ -76,11 +76,18 @@ where
 /// Largest batch the writer coalesces into one write.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Replies the reader may have queued and not yet written (acks of upstream messages and
+/// receipts, iq answers). Beyond that it waits for the writer, so a server that does not read
+/// what we send cannot make us buffer without bound: we stop reading, and liveness ends it.
+const REPLY_BACKLOG: usize = 1024;
+
 /// What the writer task is asked to put on the wire.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// One complete stanza.
     Stanza(Bytes),
+    /// A stanza the reader queued; its permit returns to the reader once it is written.
+    Reply(Bytes, OwnedSemaphorePermit),
     /// `</stream:stream>`: we are closing.
     Close,
 }
@@ -169,12 +176,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     events: mpsc::UnboundedSender<ConnEvent>,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut permits = Vec::new();
     let mut open = true;
     while let Some(first) = rx.recv().await {
-        push(&mut batch, first, &mut open);
+        push(&mut batch, &mut permits, first, &mut open);
         while batch.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(more) => push(&mut batch, more, &mut open),
+                Ok(more) => push(&mut batch, &mut permits, more, &mut open),
                 Err(_) => break,
             }
         }
@@ -197,16 +205,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             return;
         }
         batch.clear();
+        permits.clear();
     }
     let _ = w.shutdown().await;
 }
 
-fn push(batch: &mut Vec<u8>, item: Outbound, open: &mut bool) {
+fn push(
+    batch: &mut Vec<u8>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+    item: Outbound,
+    open: &mut bool,
+) {
     if !*open {
         return;
     }
     match item {
         Outbound::Stanza(s) => batch.extend_from_slice(&s),
+        Outbound::Reply(s, permit) => {
+            batch.extend_from_slice(&s);
+            permits.push(permit);
+        }
         Outbound::Close => {
             batch.extend_from_slice(wire::write::STREAM_CLOSE);
             *open = false;
@@ -221,6 +239,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     events: mpsc::UnboundedSender<ConnEvent>,
     app: broadcast::Sender<Event>,
 ) {
+    let backlog = Arc::new(Semaphore::new(REPLY_BACKLOG));
     let reason = loop {
         let frame = match reader.next_frame().await {
             Ok(f) => f,
@@ -229,7 +248,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         match frame {
             Frame::Message(m) => {
                 let inbound = response::classify(&m);
-                if let Some(inbound) = deliver_upstream(conn, inbound, &tx, &app)
+                // Only upstream messages and receipts need a reply (their ack).
+                let replies = match &inbound {
+                    Inbound::Upstream(_) | Inbound::Receipt(_) => {
+                        Some(Replies::reserve(&tx, &backlog).await)
+                    }
+                    _ => None,
+                };
+                if let Some(inbound) = deliver_upstream(conn, inbound, replies, &app)
                     && events.send(ConnEvent::Inbound { conn, inbound }).is_err()
                 {
                     return;
@@ -238,7 +264,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Frame::Element(e) if e.is(wire::NS_STREAMS, "error") => {
                 break session::stream_error(&e).to_string();
             }
-            Frame::Element(e) if e.is(wire::NS_CLIENT, "iq") => answer_iq(&e, &tx),
+            Frame::Element(e) if e.is(wire::NS_CLIENT, "iq") => {
+                answer_iq(&e, Replies::reserve(&tx, &backlog).await);
+            }
             Frame::Element(e) => debug!(conn, element = %e.name, "ignoring element"),
             Frame::StreamClose => {
                 let _ = tx.send(Outbound::Close);
@@ -250,12 +278,34 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let _ = events.send(ConnEvent::Closed { conn, reason });
 }
 
-/// Acks upstream messages and receipts on this connection and publishes them; returns
-/// everything else for the driver.
+/// Room for one reply in the writer's queue (see [`REPLY_BACKLOG`]).
+struct Replies<'a> {
+    tx: &'a mpsc::UnboundedSender<Outbound>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl<'a> Replies<'a> {
+    /// Waits until fewer than [`REPLY_BACKLOG`] replies are queued.
+    async fn reserve(tx: &'a mpsc::UnboundedSender<Outbound>, backlog: &Arc<Semaphore>) -> Self {
+        let permit = backlog
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("the backlog semaphore is never closed"));
+        Replies { tx, permit }
+    }
+
+    fn send(self, stanza: Vec<u8>) {
+        let _ = self.tx.send(Outbound::Reply(stanza.into(), self.permit));
+    }
+}
+
+/// Acks upstream messages and receipts on this connection (with `replies`, reserved for
+/// them) and publishes them; returns everything else for the driver.
 fn deliver_upstream(
     conn: ConnId,
     inbound: Inbound,
-    tx: &mpsc::UnboundedSender<Outbound>,
+    replies: Option<Replies<'_>>,
     app: &broadcast::Sender<Event>,
 ) -> Option<Inbound> {
     let (ack, event) = match inbound {
@@ -282,7 +332,9 @@ fn deliver_upstream(
     let mut buf = Vec::with_capacity(ack.len() + 64);
     match wire::write::gcm_message(&mut buf, "", &ack) {
         Ok(()) => {
-            let _ = tx.send(Outbound::Stanza(buf.into()));
+            if let Some(replies) = replies {
+                replies.send(buf);
+            }
         }
         Err(e) => warn!(conn, error = %e, "cannot encode upstream ack"),
     }
@@ -291,7 +343,7 @@ fn deliver_upstream(
 }
 
 /// Answers server iqs: pings get a result, other gets/sets `service-unavailable` (RFC 6120).
-fn answer_iq(iq: &Element, tx: &mpsc::UnboundedSender<Outbound>) {
+fn answer_iq(iq: &Element, replies: Replies<'_>) {
     let mut buf = Vec::new();
     match iq.attr("type") {
         Some("get") if iq.child(wire::NS_PING, "ping").is_some() => {
@@ -302,5 +354,5 @@ fn answer_iq(iq: &Element, tx: &mpsc::UnboundedSender<Outbound>) {
         }
         _ => return, // results (our pongs) and errors need no answer
     }
-    let _ = tx.send(Outbound::Stanza(buf.into()));
+    replies.send(buf);
 }

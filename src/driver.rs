@@ -60,7 +60,7 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnState {
     Active,
-    Draining,
+    Draining { since: Instant },
 }
 
 struct Conn {
@@ -416,12 +416,16 @@ impl Driver {
             .count()
     }
 
-    /// Opens connections until active + connecting reaches the configured count.
+    /// Opens connections until active + connecting reaches the configured count, with at most
+    /// twice that many open or opening at once (draining ones included), so a server that
+    /// drains connections without closing them cannot make us open more and more.
     fn ensure_connections(&mut self, delay: Duration) {
         if self.closing.is_some() && self.is_idle() {
             return;
         }
-        while self.active() + self.connecting < self.cfg.connections {
+        while self.active() + self.connecting < self.cfg.connections
+            && self.conns.len() + self.connecting < 2 * self.cfg.connections
+        {
             self.spawn_connect(delay);
         }
     }
@@ -444,11 +448,13 @@ impl Driver {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        if conn.state == ConnState::Draining {
+        if conn.state != ConnState::Active {
             return;
         }
         info!(conn = conn_id, "connection draining");
-        conn.state = ConnState::Draining;
+        conn.state = ConnState::Draining {
+            since: Instant::now(),
+        };
         let _ = self.w.app.send(Event::Draining { conn: conn_id });
         self.ensure_connections(Duration::ZERO);
     }
@@ -606,10 +612,19 @@ impl Driver {
 
     fn check_liveness(&mut self, now: Instant) {
         let interval = self.cfg.ping_interval;
+        // Draining connections the server has not closed within the ack timeout (everything
+        // sent on them has timed out by then) are closed by us.
+        let drain_grace = self.cfg.ack_timeout;
         let mut dead = Vec::new();
+        let mut drained = Vec::new();
         for (id, conn) in &mut self.conns {
             let idle = conn.link.activity.idle_for();
-            if idle >= interval * 2 {
+            if let ConnState::Draining { since } = conn.state
+                && now.duration_since(since) >= drain_grace
+            {
+                let _ = conn.link.tx.send(Outbound::Close);
+                drained.push(*id);
+            } else if idle >= interval * 2 {
                 dead.push(*id);
             } else if idle >= interval && now.duration_since(conn.last_ping) >= interval {
                 conn.last_ping = now;
@@ -622,6 +637,12 @@ impl Driver {
             self.on_closed(
                 id,
                 format!("no data from the server for {:?}", interval * 2),
+            );
+        }
+        for id in drained {
+            self.on_closed(
+                id,
+                format!("the server did not close the draining connection within {drain_grace:?}"),
             );
         }
     }

@@ -19,6 +19,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 4096;
 /// Longest accepted `message_id`, in bytes. CCS's own limit is unconfirmed (spec §7), so
 /// ids are held to the advised bound: 1 to 100 printable ASCII characters, no whitespace.
 pub const MAX_MESSAGE_ID_LEN: usize = 100;
+/// Longest accepted `to`, `condition` and `collapse_key`, in bytes. CCS's own limits are
+/// unconfirmed; tokens and notification keys are a few hundred bytes. The bound keeps the
+/// stanza of any valid message far below the 64 KiB a stream reader accepts, so that no
+/// message can get the connections it is sent on closed (and be resent to close the next).
+pub const MAX_FIELD_BYTES: usize = 1024;
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -360,7 +365,10 @@ impl MessageBuilder {
     pub fn build(self) -> Result<Message, ValidationError> {
         let target = match (self.to, self.condition) {
             (Some(to), None) => Target::To(check_to(to)?),
-            (None, Some(condition)) => Target::Condition(check_non_empty("condition", condition)?),
+            (None, Some(condition)) => Target::Condition(check_length(
+                "condition",
+                check_non_empty("condition", condition)?,
+            )?),
             (None, None) => return Err(ValidationError::MissingTarget),
             (Some(_), Some(_)) => return Err(ValidationError::ConflictingTargets),
         };
@@ -368,11 +376,17 @@ impl MessageBuilder {
             Some(id) => check_message_id(id)?,
             None => generate_message_id(),
         };
+        if let Some(key) = &self.options.collapse_key {
+            check_length("collapse_key", key)?;
+        }
         if let Some(ttl) = self.options.time_to_live {
             check_ttl(ttl.into())?;
         }
         if let Some(data) = &self.options.data {
             check_data_keys(data)?;
+        }
+        if let Some(notification) = &self.options.notification {
+            check_notification_extra(notification)?;
         }
         let message = Message {
             target,
@@ -523,9 +537,21 @@ fn check_non_empty(field: &str, value: String) -> Result<String, ValidationError
     Ok(value)
 }
 
-/// Non-empty; a topic name must match `[a-zA-Z0-9-_.~%]+`.
+/// At most [`MAX_FIELD_BYTES`] bytes.
+fn check_length<S: AsRef<str>>(field: &str, value: S) -> Result<S, ValidationError> {
+    let len = value.as_ref().len();
+    if len > MAX_FIELD_BYTES {
+        return Err(invalid(
+            field,
+            format!("is {len} bytes long: at most {MAX_FIELD_BYTES} are allowed"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Non-empty, at most [`MAX_FIELD_BYTES`]; a topic name must match `[a-zA-Z0-9-_.~%]+`.
 fn check_to(to: String) -> Result<String, ValidationError> {
-    let to = check_non_empty("to", to)?;
+    let to = check_length("to", check_non_empty("to", to)?)?;
     if let Some(name) = to.strip_prefix("/topics/") {
         let valid = |c: char| c.is_ascii_alphanumeric() || "-_.~%".contains(c);
         if name.is_empty() || !name.chars().all(valid) {
@@ -574,6 +600,39 @@ fn check_data_keys(data: &Map<String, Value>) -> Result<(), ValidationError> {
         .find(|k| *k == "from" || k.starts_with("google") || k.starts_with("gcm"))
     {
         Some(key) => Err(ValidationError::ReservedDataKey(key.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The named fields of [`Notification`], which its `extra` map must not repeat.
+const NOTIFICATION_FIELDS: &[&str] = &[
+    "title",
+    "body",
+    "icon",
+    "sound",
+    "badge",
+    "tag",
+    "color",
+    "click_action",
+    "body_loc_key",
+    "body_loc_args",
+    "title_loc_key",
+    "title_loc_args",
+    "android_channel_id",
+    "subtitle",
+];
+
+/// An `extra` key naming a field would be written twice (or decode into the field instead).
+fn check_notification_extra(notification: &Notification) -> Result<(), ValidationError> {
+    match notification
+        .extra
+        .keys()
+        .find(|k| NOTIFICATION_FIELDS.contains(&k.as_str()))
+    {
+        Some(key) => Err(invalid(
+            format!("notification.{key}"),
+            "is a named field of `Notification`: set it there, not in `extra`",
+        )),
         None => Ok(()),
     }
 }
@@ -640,6 +699,17 @@ mod tests {
                 "`condition`",
             ),
             (inp(json!({"to": ""})), Field("to"), "must not be empty"),
+            (inp(json!({"to": "t".repeat(MAX_FIELD_BYTES)})), Valid, ""),
+            (
+                inp(json!({"to": "t".repeat(MAX_FIELD_BYTES + 1)})),
+                Field("to"),
+                "is 1025 bytes long: at most 1024",
+            ),
+            (
+                inp(json!({"condition": "c".repeat(MAX_FIELD_BYTES + 1)})),
+                Field("condition"),
+                "at most 1024",
+            ),
             (
                 inp(json!({"condition": ""})),
                 Field("condition"),
@@ -730,6 +800,18 @@ mod tests {
                 inp(json!({"to": "t", "time_to_live": null})),
                 Field("time_to_live"),
                 "got null",
+            ),
+            // collapse_key.
+            (inp(json!({"to": "t", "collapse_key": "k"})), Valid, ""),
+            (
+                inp(json!({"to": "t", "collapse_key": "k".repeat(MAX_FIELD_BYTES + 1)})),
+                Field("collapse_key"),
+                "field `collapse_key`: is 1025 bytes long: at most 1024",
+            ),
+            (
+                inp(json!({"to": "t", "collapse_key": 5})),
+                Field("collapse_key"),
+                "field `collapse_key`: must be a string, got number",
             ),
             // priority.
             (inp(json!({"to": "t", "priority": "normal"})), Valid, ""),
@@ -908,6 +990,84 @@ mod tests {
             Message::to("/topics/bad!").build(),
             Err(InvalidField { field, .. }) if field == "to"
         ));
+    }
+
+    #[test]
+    fn notification_extra_must_not_repeat_a_named_field() {
+        // Every named field, as serde writes it, is in the list.
+        let all = Notification {
+            title: Some(String::new()),
+            body: Some(String::new()),
+            icon: Some(String::new()),
+            sound: Some(String::new()),
+            badge: Some(String::new()),
+            tag: Some(String::new()),
+            color: Some(String::new()),
+            click_action: Some(String::new()),
+            body_loc_key: Some(String::new()),
+            body_loc_args: Some(String::new()),
+            title_loc_key: Some(String::new()),
+            title_loc_args: Some(String::new()),
+            android_channel_id: Some(String::new()),
+            subtitle: Some(String::new()),
+            extra: BTreeMap::new(),
+        };
+        let Value::Object(named) = to_value(&all) else {
+            panic!()
+        };
+        assert_eq!(
+            named.keys().collect::<Vec<_>>().len(),
+            NOTIFICATION_FIELDS.len()
+        );
+        assert!(
+            named
+                .keys()
+                .all(|k| NOTIFICATION_FIELDS.contains(&k.as_str()))
+        );
+
+        for (title, key) in [(Some("a"), "title"), (None, "body")] {
+            let notification = Notification {
+                title: title.map(str::to_owned),
+                extra: [(key.to_owned(), "b".to_owned())].into(),
+                ..Notification::default()
+            };
+            let err = Message::to("t")
+                .notification(notification)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(&err, ValidationError::InvalidField { field, .. } if *field == format!("notification.{key}")),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("not in `extra`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn largest_valid_message_fits_a_stanza_cap_with_room_to_spare() {
+        // Every length at its limit, filled with the characters that expand most: a control
+        // character becomes `\u0001` (6 bytes) in JSON, `&` becomes `&amp;` (5) in XML.
+        for c in ["\u{1}", "&"] {
+            let m = Message::to(c.repeat(MAX_FIELD_BYTES))
+                .message_id("m".repeat(MAX_MESSAGE_ID_LEN))
+                .collapse_key(c.repeat(MAX_FIELD_BYTES))
+                .data("k", c.repeat(MAX_PAYLOAD_BYTES - 1))
+                .build()
+                .unwrap();
+            let mut stanza = Vec::new();
+            crate::wire::write::gcm_message(&mut stanza, m.message_id(), &m.to_json()).unwrap();
+            let cap = crate::wire::Limits::default().max_stanza_bytes;
+            assert!(stanza.len() < cap * 3 / 4, "{} bytes", stanza.len());
+        }
+    }
+
+    /// Found by the `message_roundtrip` fuzzer: without correctly rounded float parsing, a
+    /// long number parsed to one `f64` and its printed form back to another.
+    #[test]
+    fn numbers_in_data_survive_a_round_trip() {
+        let number = format!("{}3600", "2".repeat(74));
+        let m = Message::from_json(&format!(r#"{{"to":"t","data":{{"n":{number}}}}}"#)).unwrap();
+        assert_eq!(Message::from_json(&m.to_json()), Ok(m));
     }
 
     #[test]

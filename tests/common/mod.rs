@@ -1,6 +1,9 @@
 //! Shared helpers for integration tests: an emulator on loopback TLS and clients for it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod pki;
+pub mod raw_server;
+
 use std::time::Duration;
 
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
@@ -69,4 +72,37 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Runs `fut`, failing the test if it takes longer than `secs` seconds: nothing may hang.
+pub async fn bounded<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("bounded: the operation must finish in time")
+}
+
+/// A bare TLS connection to `addr` (name `localhost`) trusting only `ca_pem`, for tests that
+/// speak the wire protocol by hand.
+pub async fn tls_to(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
 }

@@ -73,6 +73,9 @@ pub(super) struct BoundedInput<R> {
     /// A top-level item has begun (a non-whitespace byte was exposed) and is not done yet.
     in_item: bool,
     eof: bool,
+    /// A forbidden control character ends the buffered data: the parser may consume what
+    /// precedes it, and fails when it reaches it (whatever the read boundaries).
+    bad_byte: Option<u8>,
     /// Why reading stopped, for errors the parser only sees as I/O failures.
     failure: Option<WireError>,
     bytes_read: u64,
@@ -90,6 +93,7 @@ impl<R> BoundedInput<R> {
             max_item,
             in_item: false,
             eof: false,
+            bad_byte: None,
             failure: None,
             bytes_read: 0,
             activity: Activity::new(),
@@ -142,24 +146,20 @@ impl<R: AsyncRead + Unpin> BoundedInput<R> {
         let mut read_buf = ReadBuf::new(&mut self.buf);
         ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read_buf))?;
         let filled = read_buf.filled();
+        let len = filled.len();
         let forbidden = filled
             .iter()
-            .find(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-            .copied();
+            .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
+        self.bad_byte = forbidden.map(|at| filled[at]);
         self.pos = 0;
-        self.end = filled.len();
-        if self.end == 0 {
+        self.end = forbidden.unwrap_or(len);
+        if len == 0 {
             self.eof = true;
             return Poll::Ready(Ok(()));
         }
-        self.bytes_read += self.end as u64;
+        self.bytes_read += len as u64;
         self.activity.touch();
-        match forbidden {
-            Some(b) => Poll::Ready(Err(self.fail(WireError::Malformed(format!(
-                "control character U+{b:04X} is not allowed in XML"
-            ))))),
-            None => Poll::Ready(Ok(())),
-        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -185,6 +185,11 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for BoundedInput<R> {
                 return Poll::Ready(Err(io::Error::other(failure.to_string())));
             }
             if this.pos == this.end {
+                if let Some(b) = this.bad_byte {
+                    return Poll::Ready(Err(this.fail(WireError::Malformed(format!(
+                        "control character U+{b:04X} is not allowed in XML"
+                    )))));
+                }
                 if this.eof {
                     return Poll::Ready(Ok(&[]));
                 }
@@ -203,7 +208,7 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for BoundedInput<R> {
                 let limit = this.max_item;
                 return Poll::Ready(Err(this.fail(WireError::TooLarge { limit })));
             }
-            let end = this.end.min(this.pos + room);
+            let end = this.end.min(this.pos.saturating_add(room));
             return Poll::Ready(Ok(this.buf.get(this.pos..end).unwrap_or_default()));
         }
     }

@@ -300,6 +300,43 @@ async fn several_stanzas_in_one_read_after_a_split_header() {
     assert_clean_eof(&error);
 }
 
+/// Found by the `frame_reader` fuzzer: a forbidden byte used to fail the whole read it arrived
+/// in, so whether the frames before it were delivered depended on the read boundaries.
+#[tokio::test]
+async fn frames_before_a_control_character_do_not_depend_on_read_boundaries() {
+    let input = format!("{SERVER_HEADER}<iq type='result' id='a'/> \u{0}<iq/>");
+    let limits = Limits::default();
+    let whole = read_until_error(&mut FrameReader::new(Chunks::new([&input]), limits)).await;
+    let bytewise = read_until_error(&mut FrameReader::new(
+        Chunks::bytewise(input.as_bytes()),
+        limits,
+    ))
+    .await;
+    for (frames, error) in [&whole, &bytewise] {
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(
+            matches!(error, WireError::Malformed(m) if m.contains("U+0000")),
+            "{error:?}"
+        );
+    }
+    assert_eq!(whole.0, bytewise.0);
+}
+
+/// Found replaying the `classify_json` fuzz seeds: a size limit of `usize::MAX` overflowed
+/// (a panic in debug builds; in release an empty read, taken for EOF).
+#[tokio::test]
+async fn unlimited_stanza_size_is_allowed() {
+    let limits = Limits {
+        max_stanza_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let input = format!("{SERVER_HEADER}<iq type='result' id='a'/>");
+    let (frames, error) =
+        read_until_error(&mut FrameReader::new(Chunks::new([&input]), limits)).await;
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_clean_eof(&error);
+}
+
 #[tokio::test]
 async fn utf8_split_inside_characters() {
     let text = "héllo ✓ 😀 Ω";
