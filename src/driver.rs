@@ -130,6 +130,8 @@ pub(crate) struct Driver {
     intake_open: bool,
     commands_open: bool,
     connect_failures: u32,
+    /// Connections lost or draining that a new connection has not replaced yet.
+    replacements_owed: usize,
     outage: Option<Outage>,
     closing: Option<Closing>,
 }
@@ -156,6 +158,7 @@ impl Driver {
             intake_open: true,
             commands_open: true,
             connect_failures: 0,
+            replacements_owed: 0,
             outage: None,
             closing: None,
         };
@@ -389,14 +392,16 @@ impl Driver {
 
     fn add_conn(&mut self, id: ConnId, link: Link) {
         info!(conn = id, jid = %link.jid, "connected");
+        let reconnect = self.replacements_owed > 0;
+        if reconnect {
+            self.replacements_owed -= 1;
+            self.w.stats.reconnected();
+        }
         let _ = self.w.app.send(Event::Connected {
             conn: id,
             jid: link.jid.clone(),
-            reconnect: id > 1,
+            reconnect,
         });
-        if id > 1 {
-            self.w.stats.reconnected();
-        }
         self.conns.insert(
             id,
             Conn {
@@ -456,6 +461,7 @@ impl Driver {
             since: Instant::now(),
         };
         let _ = self.w.app.send(Event::Draining { conn: conn_id });
+        self.replacements_owed += 1;
         self.ensure_connections(Duration::ZERO);
     }
 
@@ -532,6 +538,9 @@ impl Driver {
         let Some(mut conn) = self.conns.remove(&conn_id) else {
             return;
         };
+        if conn.state == ConnState::Active {
+            self.replacements_owed += 1;
+        }
         self.w.stats.set_connections(self.conns.len());
         let jobs = conn.window.drain();
         info!(conn = conn_id, %reason, in_flight = jobs.len(), "connection ended");

@@ -51,6 +51,11 @@ async fn pool_opens_every_connection_and_spreads_the_load() {
     let stats = emu.stats();
     assert_eq!(stats.connections_authenticated, 4);
     assert!(stats.max_in_flight <= 100, "{stats:?}");
+    assert_eq!(
+        client.stats().reconnects,
+        0,
+        "opening the pool is not reconnecting"
+    );
     client.close().await;
 }
 
