@@ -53,3 +53,8 @@ pub use response::{Ack, Control, Inbound, Nack, NackCode, Receipt, StanzaError, 
 pub use sender::{Route, Sender};
 pub use stats::StatsSnapshot;
 pub use transcript::{Direction, Transcript};
+
+/// The README's Rust examples, compiled by `cargo test` so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
