@@ -369,11 +369,15 @@ fn answer_iq(tx: &Tx, iq: &Element) {
     }
 }
 
-/// Starts draining a connection: announce, nack new messages, close after `close_after`.
-pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl, close_after: Duration) {
+/// Starts draining a connection: announce, nack new messages, close once every received
+/// message is answered (if the script says so) or after `drain_close_ms` at the latest.
+pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl) {
     if ctl.state.draining.swap(true, Relaxed) {
         return;
     }
+    let faults = &shared.script().faults;
+    let close_after = Duration::from_millis(faults.drain_close_ms);
+    let when_flushed = faults.drain_close_when_flushed;
     shared.rec.drains.fetch_add(1, Relaxed);
     send(&ctl.out, |b| {
         let _ = write::gcm_server_message(
@@ -381,9 +385,14 @@ pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl, close_after: Duration)
             r#"{"message_type":"control","control_type":"CONNECTION_DRAINING"}"#,
         );
     });
-    let out = ctl.out.clone();
+    let (out, state) = (ctl.out.clone(), ctl.state.clone());
     tokio::spawn(async move {
-        tokio::time::sleep(close_after).await;
+        let flushed = async {
+            while !when_flushed || state.in_flight.load(Relaxed) > 0 {
+                state.flushed.notified().await;
+            }
+        };
+        let _ = tokio::time::timeout(close_after, flushed).await;
         let _ = out.send(Out::Close);
     });
 }
@@ -394,11 +403,10 @@ fn spawn_timed_faults(shared: &Arc<Shared>, ctl: &ConnCtl) {
     let faults = &shared.script().faults;
     if let Some(after) = faults.drain_timer() {
         let (shared, ctl) = (shared.clone(), ctl.clone());
-        let close_after = Duration::from_millis(faults.drain_close_ms);
         tokio::spawn(async move {
             tokio::select! {
                 _ = ctl.out.closed() => {}
-                _ = tokio::time::sleep(after) => start_drain(&shared, &ctl, close_after),
+                _ = tokio::time::sleep(after) => start_drain(&shared, &ctl),
             }
         });
     }
@@ -586,11 +594,7 @@ impl Ctx {
             || (faults.drain_probability > 0.0
                 && rand::random_bool(faults.drain_probability.clamp(0.0, 1.0)));
         if drain_now {
-            start_drain(
-                &self.shared,
-                &self.ctl,
-                Duration::from_millis(faults.drain_close_ms),
-            );
+            start_drain(&self.shared, &self.ctl);
         }
         let wants_receipt = value
             .get("delivery_receipt_requested")
@@ -664,8 +668,10 @@ impl Ctx {
         let tx = self.ctl.out.clone();
         let state = self.ctl.state.clone();
         let deliver = move || {
-            state.in_flight.fetch_sub(1, Relaxed);
             let _ = tx.send(Out::Bytes(b));
+            if state.in_flight.fetch_sub(1, Relaxed) == 1 && state.draining.load(Relaxed) {
+                state.flushed.notify_one();
+            }
         };
         match delay {
             None => deliver(),

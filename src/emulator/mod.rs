@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
@@ -97,7 +97,10 @@ pub(crate) struct ConnState {
     pub draining: AtomicBool,
     /// The connection writes nothing any more (a dead path: no replies, pongs or keepalives).
     pub muted: AtomicBool,
+    /// Received downstream messages not answered yet.
     pub in_flight: AtomicU64,
+    /// Signalled when `in_flight` drops to zero on a draining connection.
+    pub flushed: Notify,
     pub received: AtomicU64,
 }
 
@@ -318,9 +321,8 @@ impl Emulator {
     /// Sends `CONNECTION_DRAINING` on every authenticated connection; returns how many.
     pub fn drain_all(&self) -> usize {
         let conns = self.shared.conns();
-        let close_after = Duration::from_millis(self.shared.script().faults.drain_close_ms);
         for ctl in conns.values() {
-            conn::start_drain(&self.shared, ctl, close_after);
+            conn::start_drain(&self.shared, ctl);
         }
         conns.len()
     }
@@ -452,5 +454,66 @@ mod tests {
         );
         assert_eq!(emu.stats().drains, 1);
         client.close().await;
+    }
+
+    /// Drains every connection once all its messages are in flight, and returns how long the
+    /// draining connection stayed open and how many messages were acked.
+    async fn drain_with_delayed_acks(when_flushed: bool) -> (Duration, u64) {
+        let mut cfg = EmulatorConfig::new("123", "key");
+        cfg.script.rules = vec![script::Rule {
+            prefix: String::new(),
+            reply: Reply::Delay { ms: 300 },
+        }];
+        cfg.script.faults.drain_close_ms = 2_000;
+        cfg.script.faults.drain_close_when_flushed = when_flushed;
+        let emu = Emulator::start(cfg).await.unwrap();
+        let client = emu
+            .connect_in_memory(emu.client_config("123", "key"))
+            .await
+            .unwrap();
+        let mut events = client.events();
+        let mut pending = Vec::new();
+        for i in 0..5 {
+            let msg = crate::Message::to(format!("tok-{i}")).build().unwrap();
+            pending.push(client.submit(msg).await.unwrap());
+        }
+        while emu.stats().downstream < 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(emu.drain_all(), 1);
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Lost { conn: 1, .. } => break,
+                _ => continue,
+            }
+        }
+        let open_for = started.elapsed();
+        for p in pending {
+            p.await.expect("acked before the close");
+        }
+        let acked = client.stats().acked;
+        client.close().await;
+        (open_for, acked)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_connection_closes_once_flushed() {
+        let (open_for, acked) = drain_with_delayed_acks(true).await;
+        assert_eq!(acked, 5);
+        assert!(
+            open_for >= Duration::from_millis(290) && open_for < Duration::from_millis(400),
+            "closed {open_for:?} after the drain: when the last delayed ack went out"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_connection_can_wait_out_drain_close_ms() {
+        let (open_for, acked) = drain_with_delayed_acks(false).await;
+        assert_eq!(acked, 5);
+        assert!(
+            open_for >= Duration::from_millis(2_000),
+            "closed {open_for:?} after the drain, before drain_close_ms"
+        );
     }
 }

@@ -98,8 +98,11 @@ pub struct Faults {
     pub drain_probability: f64,
     /// Send `CONNECTION_DRAINING` this many milliseconds after a connection is bound (0: never).
     pub drain_after_ms: u64,
-    /// Close a draining connection this many milliseconds after announcing it.
+    /// Close a draining connection this many milliseconds after announcing it, at the latest.
     pub drain_close_ms: u64,
+    /// Close a draining connection as soon as every message it received has been answered
+    /// (CCS "flushes the pipeline", then closes), rather than always waiting `drain_close_ms`.
+    pub drain_close_when_flushed: bool,
     /// Drop the TCP connection abruptly (no reply, no close tag) at this message count.
     pub drop_after: Option<u64>,
     /// Probability of an abrupt drop at each downstream message.
@@ -132,6 +135,7 @@ impl Default for Faults {
             drain_probability: 0.0,
             drain_after_ms: 0,
             drain_close_ms: 2000,
+            drain_close_when_flushed: true,
             drop_after: None,
             drop_probability: 0.0,
             nack_rate: 0.0,
