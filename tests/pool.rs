@@ -63,7 +63,9 @@ async fn pool_opens_every_connection_and_spreads_the_load() {
 async fn drain_hands_over_to_a_new_connection_without_failures() {
     let mut s = script(vec![rule("", Reply::Delay { ms: 10 })]);
     s.faults.drain_after = Some(300);
+    // Keep the drained connection open a while, so the N+1 handover is observable.
     s.faults.drain_close_ms = 300;
+    s.faults.drain_close_when_flushed = false;
     let emu = emulator(s).await;
     let client = client(&emu).await;
     let mut events = client.events();
