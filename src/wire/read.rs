@@ -6,6 +6,7 @@
 
 mod build;
 mod input;
+mod split;
 mod unescape;
 
 #[cfg(test)]
@@ -20,7 +21,7 @@ use tokio::io::AsyncRead;
 use self::build::{
     ElementBuilder, MessageBuilder, StanzaBuilder, check_attributes, is_client_ns, stream_header,
 };
-use self::input::BoundedInput;
+use self::input::Input;
 use self::unescape::{TextPiece, resolve_ref, snippet};
 use crate::error::WireError;
 use crate::wire::frame::{Frame, NS_STREAMS, StreamHeader};
@@ -56,12 +57,14 @@ impl Default for Limits {
 
 /// Reads [`Frame`]s from an XMPP byte stream.
 pub struct FrameReader<R> {
-    xml: NsReader<BoundedInput<R>>,
+    xml: NsReader<Input<R>>,
     /// Event buffer, reused for every event.
     buf: Vec<u8>,
     limits: Limits,
     /// Element depth below the current stream root.
     depth: usize,
+    /// The last event was an empty element (`<a/>`): its close is due next.
+    close_due: bool,
     /// Stream headers seen so far.
     headers: usize,
     /// `</stream:stream>` was read.
@@ -79,19 +82,13 @@ enum Node<'a> {
         start: BytesStart<'a>,
     },
     /// Character data inside the element at `depth`.
-    Text {
-        depth: usize,
-        piece: TextPiece<'a>,
-    },
+    Text { depth: usize, piece: TextPiece<'a> },
     /// The element at `depth` ended.
-    Close {
-        depth: usize,
-    },
+    Close { depth: usize },
     /// The stream root ended.
     StreamEnd,
     /// A comment, processing instruction or XML declaration.
     Ignored,
-    Eof,
 }
 
 /// What a top-level start tag turns into.
@@ -104,9 +101,9 @@ enum TopLevel {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads from `inner` (a TLS or TCP stream, unbuffered: the reader buffers itself).
     pub fn new(inner: R, limits: Limits) -> Self {
-        let mut xml = NsReader::from_reader(BoundedInput::new(inner, limits.max_stanza_bytes));
+        let mut xml = NsReader::from_reader(Input::new(inner, &limits));
         let config = xml.config_mut();
-        config.expand_empty_elements = true;
+        config.expand_empty_elements = false;
         config.check_end_names = true;
         xml.resolver_mut()
             .set_max_namespace_bindings(limits.max_attributes);
@@ -115,6 +112,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: Vec::new(),
             limits,
             depth: 0,
+            close_due: false,
             headers: 0,
             closed: false,
             failed: None,
@@ -126,8 +124,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Any error is fatal: it is returned again by every later call. After `</stream:stream>`
     /// the next call returns `Eof { mid_stanza: false }` once the peer closes the connection.
     ///
-    /// **Not cancel-safe**: dropping the future mid-read corrupts the parse. Run the reader in a
-    /// task of its own and hand frames over a channel; never use it inside `select!`.
+    /// Bytes are split into complete top-level items first; the XML parser then runs over each
+    /// synchronously. Waiting for bytes is the only await, and it keeps its place, but prefer
+    /// a task of its own that hands frames over a channel to using this inside `select!`.
     pub async fn next_frame(&mut self) -> Result<Frame, WireError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
@@ -164,7 +163,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let closed = self.closed;
         let top = match self.next_node().await? {
             Node::Ignored => return Ok(None),
-            Node::Eof => return Err(WireError::Eof { mid_stanza: false }),
             _ if closed => {
                 return Err(WireError::Malformed("data after </stream:stream>".into()));
             }
@@ -217,7 +215,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     }
                 }
                 Node::Ignored => {}
-                Node::Eof => return Err(WireError::Eof { mid_stanza: true }),
                 Node::StreamEnd => {
                     return Err(WireError::Malformed("stream ended inside a stanza".into()));
                 }
@@ -227,68 +224,86 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads and digests one parser event, enforcing the depth and attribute limits.
     async fn next_node(&mut self) -> Result<Node<'_>, WireError> {
+        if std::mem::take(&mut self.close_due) {
+            return Ok(closed_element(&mut self.depth));
+        }
+        if self.depth == 0 {
+            // Between top-level items (or right after a stream header): wait for a whole one.
+            self.xml.get_mut().fill().await?;
+        }
         self.buf.clear();
-        let event = match self.xml.read_event_into_async(&mut self.buf).await {
-            Ok(event) => event,
-            Err(error) => return Err(wire_error(self.xml.get_ref(), error)),
-        };
-        Ok(match event {
-            Event::Start(start) => {
-                check_attributes(&start, self.limits.max_attributes)?;
-                self.depth += 1;
-                if self.depth > self.limits.max_depth {
-                    return Err(WireError::TooDeep {
-                        limit: self.limits.max_depth,
-                    });
-                }
-                let ns = match self.xml.resolver().resolve_element(start.name()).0 {
-                    ResolveResult::Bound(ns) => ns.into_inner(),
-                    ResolveResult::Unbound => "",
-                    ResolveResult::Unknown(prefix) => {
-                        return Err(WireError::Malformed(format!(
-                            "undeclared namespace prefix `{}`",
-                            snippet(&prefix)
-                        )));
-                    }
-                };
-                Node::Open {
+        let event = self
+            .xml
+            .read_event_into(&mut self.buf)
+            .map_err(wire_error)?;
+        let start = match event {
+            Event::Start(start) => start,
+            Event::Empty(start) => {
+                self.close_due = true;
+                start
+            }
+            Event::End(_) => return Ok(closed_element(&mut self.depth)),
+            Event::Text(text) => {
+                return Ok(Node::Text {
                     depth: self.depth,
-                    ns,
-                    start,
-                }
+                    piece: TextPiece::Str(text.xml10_content()),
+                });
             }
-            Event::End(_) if self.depth == 0 => Node::StreamEnd,
-            Event::End(_) => {
-                self.depth -= 1;
-                Node::Close {
-                    depth: self.depth + 1,
-                }
+            Event::CData(data) => {
+                return Ok(Node::Text {
+                    depth: self.depth,
+                    piece: TextPiece::Str(data.into_inner()),
+                });
             }
-            Event::Text(text) => Node::Text {
-                depth: self.depth,
-                piece: TextPiece::Str(text.xml10_content()),
-            },
-            Event::CData(data) => Node::Text {
-                depth: self.depth,
-                piece: TextPiece::Str(data.into_inner()),
-            },
-            Event::GeneralRef(reference) => Node::Text {
-                depth: self.depth,
-                piece: TextPiece::Char(resolve_ref(&reference)?),
-            },
-            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => Node::Ignored,
+            Event::GeneralRef(reference) => {
+                return Ok(Node::Text {
+                    depth: self.depth,
+                    piece: TextPiece::Char(resolve_ref(&reference)?),
+                });
+            }
+            Event::Comment(_) | Event::PI(_) | Event::Decl(_) => return Ok(Node::Ignored),
             Event::DocType(_) => {
                 return Err(WireError::Forbidden("DOCTYPE declaration".into()));
             }
-            Event::Eof => Node::Eof,
-            // Not produced: `expand_empty_elements` turns `<a/>` into Start + End.
-            Event::Empty(_) => {
+            // Within a complete item: the parser and the splitter disagree on where it ends.
+            Event::Eof => {
                 return Err(WireError::Malformed(
-                    "unexpected empty-element event".into(),
+                    "element structure the reader does not accept".into(),
                 ));
             }
+        };
+        check_attributes(&start, self.limits.max_attributes)?;
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(WireError::TooDeep {
+                limit: self.limits.max_depth,
+            });
+        }
+        let ns = match self.xml.resolver().resolve_element(start.name()).0 {
+            ResolveResult::Bound(ns) => ns.into_inner(),
+            ResolveResult::Unbound => "",
+            ResolveResult::Unknown(prefix) => {
+                return Err(WireError::Malformed(format!(
+                    "undeclared namespace prefix `{}`",
+                    snippet(&prefix)
+                )));
+            }
+        };
+        Ok(Node::Open {
+            depth: self.depth,
+            ns,
+            start,
         })
     }
+}
+
+/// The innermost open element ended (at `depth` 0: the stream root).
+fn closed_element(depth: &mut usize) -> Node<'static> {
+    if *depth == 0 {
+        return Node::StreamEnd;
+    }
+    *depth -= 1;
+    Node::Close { depth: *depth + 1 }
 }
 
 /// Classifies a top-level start tag and extracts what is needed from it.
@@ -301,14 +316,9 @@ fn top_level(ns: &str, start: &BytesStart<'_>) -> Result<TopLevel, WireError> {
     })
 }
 
-/// Maps a parser error, preferring what the input layer knows about its cause.
-fn wire_error<R>(input: &BoundedInput<R>, error: XmlError) -> WireError {
-    if let Some(failure) = input.failure() {
-        return failure.clone();
-    }
-    if input.at_eof() {
-        return WireError::Eof { mid_stanza: true };
-    }
+/// Maps a parser error. The parser only sees complete items, so running out of input is a
+/// structure it does not accept rather than a truncation.
+fn wire_error(error: XmlError) -> WireError {
     match error {
         XmlError::Io(io) => WireError::Io(io),
         XmlError::Syntax(SyntaxError::InvalidBangMarkup) => {

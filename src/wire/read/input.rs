@@ -1,15 +1,18 @@
-//! The byte layer under the XML parser: bounded buffering, keepalive skipping, liveness.
+//! The byte layer under the XML parser: bounded buffering by complete items, keepalive
+//! skipping, liveness.
 
-use std::io;
+use std::io::{self, BufRead, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
+use super::Limits;
+use super::split::Splitter;
 use crate::error::WireError;
 
 /// How many bytes are pulled from the transport at once.
@@ -52,68 +55,55 @@ impl Default for Activity {
     }
 }
 
-/// The parser's input: an [`AsyncBufRead`] over the transport that
+/// The parser's input: a buffer over the transport that
 ///
-/// * drops whitespace between top-level items (keepalives never reach the parser, so they cannot
-///   pile up in its buffer),
-/// * exposes at most `max_item` bytes per top-level item (stanza, header, comment…) and fails the
-///   read once the parser wants more: this bounds the parser's buffer, whatever the peer sends,
-/// * rejects the C0 control characters XML 1.0 forbids, and
+/// * hands the parser only complete top-level items (see [`Splitter`]), so the parser runs
+///   synchronously and never waits mid-item; [`fill`](Self::fill) is the only await,
+/// * drops whitespace between top-level items (keepalives never reach the parser),
+/// * holds at most `max_item` bytes of an incomplete item (plus one transport read) and fails
+///   once an item is longer: this bounds memory, whatever the peer sends,
+/// * rejects the C0 control characters XML 1.0 forbids: the items before one are delivered,
+///   the item it appears in (or the next) fails, whatever the read boundaries, and
 /// * counts bytes and touches the [`Activity`] clock on every non-empty read.
 ///
-/// The owner calls [`item_done`](Self::item_done) whenever a top-level item is complete.
-pub(super) struct BoundedInput<R> {
+/// The owner calls [`item_done`](Self::item_done) whenever the parser completed an item.
+pub(super) struct Input<R> {
     inner: R,
-    buf: Box<[u8]>,
+    /// Zero-initialised storage; `buf[..filled]` holds data.
+    buf: Vec<u8>,
+    filled: usize,
+    /// The parser's read position.
     pos: usize,
-    end: usize,
-    /// Bytes consumed by the parser since the current top-level item began.
-    used: usize,
-    max_item: usize,
-    /// A top-level item has begun (a non-whitespace byte was exposed) and is not done yet.
+    split: Splitter,
+    /// The parser is inside a top-level item (whitespace is data, not a gap).
     in_item: bool,
     eof: bool,
-    /// A forbidden control character ends the buffered data: the parser may consume what
-    /// precedes it, and fails when it reaches it (whatever the read boundaries).
-    bad_byte: Option<u8>,
-    /// Why reading stopped, for errors the parser only sees as I/O failures.
-    failure: Option<WireError>,
+    /// Why no more can be read: a limit or a forbidden byte. The items before it are still
+    /// delivered; the error once they are used up.
+    stopped: Option<WireError>,
     bytes_read: u64,
     activity: Activity,
 }
 
-impl<R> BoundedInput<R> {
-    pub(super) fn new(inner: R, max_item: usize) -> Self {
-        BoundedInput {
+impl<R> Input<R> {
+    pub(super) fn new(inner: R, limits: &Limits) -> Self {
+        Input {
             inner,
-            buf: vec![0; CHUNK].into_boxed_slice(),
+            buf: vec![0; CHUNK],
+            filled: 0,
             pos: 0,
-            end: 0,
-            used: 0,
-            max_item,
+            split: Splitter::new(limits.max_stanza_bytes, limits.max_depth),
             in_item: false,
             eof: false,
-            bad_byte: None,
-            failure: None,
+            stopped: None,
             bytes_read: 0,
             activity: Activity::new(),
         }
     }
 
-    /// The current top-level item is complete: reset the size budget, skip whitespace again.
+    /// The current top-level item is complete: whitespace is a gap again.
     pub(super) fn item_done(&mut self) {
         self.in_item = false;
-        self.used = 0;
-    }
-
-    /// The error that made a read fail, if it was ours rather than the transport's.
-    pub(super) fn failure(&self) -> Option<&WireError> {
-        self.failure.as_ref()
-    }
-
-    /// The transport reported EOF.
-    pub(super) fn at_eof(&self) -> bool {
-        self.eof
     }
 
     pub(super) fn bytes_read(&self) -> u64 {
@@ -124,99 +114,105 @@ impl<R> BoundedInput<R> {
         &self.activity
     }
 
-    fn skip_whitespace(&mut self) {
-        let pending = self.buf.get(self.pos..self.end).unwrap_or_default();
-        let skip = pending
-            .iter()
-            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-            .unwrap_or(pending.len());
-        self.pos += skip;
-    }
-
-    fn fail(&mut self, error: WireError) -> io::Error {
-        let message = error.to_string();
-        self.failure = Some(error);
-        io::Error::other(message)
-    }
-}
-
-impl<R: AsyncRead + Unpin> BoundedInput<R> {
-    /// Refills the (empty) buffer from the transport.
-    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut read_buf = ReadBuf::new(&mut self.buf);
-        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read_buf))?;
-        let filled = read_buf.filled();
-        let len = filled.len();
-        let forbidden = filled
-            .iter()
-            .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
-        self.bad_byte = forbidden.map(|at| filled[at]);
-        self.pos = 0;
-        self.end = forbidden.unwrap_or(len);
-        if len == 0 {
-            self.eof = true;
-            return Poll::Ready(Ok(()));
+    /// Skips whitespace between items; true if a complete item is buffered.
+    fn item_ready(&mut self) -> bool {
+        if !self.in_item {
+            let ready = &self.buf[self.pos..self.split.ready()];
+            let skip = ready
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(ready.len());
+            self.pos += skip;
         }
-        self.bytes_read += len as u64;
-        self.activity.touch();
-        Poll::Ready(Ok(()))
+        self.pos < self.split.ready()
+    }
+
+    /// Drops consumed bytes and makes room for at least one more read.
+    fn make_room(&mut self) {
+        let consumed = self.pos;
+        if consumed > 0 {
+            self.buf.copy_within(consumed..self.filled, 0);
+            self.filled -= consumed;
+            self.pos = 0;
+            self.split.shift(consumed);
+        }
+        if self.buf.len() - self.filled < CHUNK {
+            self.buf.resize(self.filled + CHUNK, 0);
+        }
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for BoundedInput<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
-        let n = available.len().min(out.remaining());
-        out.put_slice(available.get(..n).unwrap_or_default());
-        self.consume(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncBufRead for BoundedInput<R> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
+impl<R: AsyncRead + Unpin> Input<R> {
+    /// Reads until a complete top-level item is buffered. Fails on EOF (`mid_stanza` if an
+    /// item had begun), on an item over the size limit, on a forbidden control character and
+    /// on transport errors.
+    pub(super) async fn fill(&mut self) -> Result<(), WireError> {
         loop {
-            if let Some(failure) = &this.failure {
-                return Poll::Ready(Err(io::Error::other(failure.to_string())));
+            if self.item_ready() {
+                return Ok(());
             }
-            if this.pos == this.end {
-                if let Some(b) = this.bad_byte {
-                    return Poll::Ready(Err(this.fail(WireError::Malformed(format!(
-                        "control character U+{b:04X} is not allowed in XML"
-                    )))));
-                }
-                if this.eof {
-                    return Poll::Ready(Ok(&[]));
-                }
-                ready!(this.poll_refill(cx))?;
+            if let Some(error) = &self.stopped {
+                return Err(error.clone());
+            }
+            if self.eof {
+                return Err(WireError::Eof {
+                    mid_stanza: self.split.mid_item(),
+                });
+            }
+            self.make_room();
+            let n = std::future::poll_fn(|cx| self.poll_read_more(cx)).await?;
+            if n == 0 {
+                self.eof = true;
                 continue;
             }
-            if !this.in_item {
-                this.skip_whitespace();
-                if this.pos == this.end {
-                    continue;
-                }
-                this.in_item = true;
-            }
-            let room = this.max_item.saturating_sub(this.used);
-            if room == 0 {
-                let limit = this.max_item;
-                return Poll::Ready(Err(this.fail(WireError::TooLarge { limit })));
-            }
-            let end = this.end.min(this.pos.saturating_add(room));
-            return Poll::Ready(Ok(this.buf.get(this.pos..end).unwrap_or_default()));
+            let start = self.filled;
+            self.filled += n;
+            self.bytes_read += n as u64;
+            self.activity.touch();
+            let forbidden = self.buf[start..self.filled]
+                .iter()
+                .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+                .map(|i| start + i);
+            let end = forbidden.unwrap_or(self.filled);
+            self.stopped = match (self.split.scan(&self.buf[..end]), forbidden) {
+                (Err(error), _) => Some(error),
+                (Ok(()), Some(at)) => Some(WireError::Malformed(format!(
+                    "control character U+{:04X} is not allowed in XML",
+                    self.buf[at]
+                ))),
+                (Ok(()), None) => None,
+            };
         }
     }
 
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        let amt = amt.min(this.end - this.pos);
-        this.pos += amt;
-        this.used += amt;
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, WireError>> {
+        let mut read_buf = ReadBuf::new(&mut self.buf[self.filled..self.filled + CHUNK]);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read_buf)).map_err(WireError::from)?;
+        Poll::Ready(Ok(read_buf.filled().len()))
+    }
+}
+
+impl<R> Read for Input<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// What the parser sees: the complete items buffered, and nothing after them (an empty read,
+/// which it takes for the end of input, only happens if it disagrees with the splitter).
+impl<R> BufRead for Input<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if !self.in_item && self.item_ready() {
+            self.in_item = true;
+        }
+        Ok(&self.buf[self.pos..self.split.ready()])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.split.ready());
     }
 }
