@@ -1,11 +1,13 @@
-//! End-to-end benchmark: raw-TLS baseline, our stack, protocol-bound scaling, latency and
-//! drains, all measured in the same run and reported as ratios.
+//! End-to-end benchmark: raw-TLS baseline, our stack, protocol-bound scaling, latency,
+//! memory of the CLI and drains, all measured in the same run and reported as ratios.
 //!
-//! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]`
+//! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]
+//! [--memory-only | --no-memory] [--memory-lines A,B]`
 //!
 //! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
 mod baseline;
+mod memory;
 mod stack;
 
 use std::time::Duration;
@@ -21,6 +23,12 @@ struct Args {
     json_only: bool,
     /// Only the stack throughput run (for profiling).
     stack_only: bool,
+    /// Only figure 5 (memory of `gcm-ccs send`).
+    memory_only: bool,
+    /// Skip figure 5.
+    no_memory: bool,
+    /// Input sizes of figure 5, smallest first.
+    memory_lines: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -33,6 +41,13 @@ fn args() -> Args {
         ack_delay: Duration::from_millis(50),
         json_only: false,
         stack_only: false,
+        memory_only: false,
+        no_memory: false,
+        memory_lines: if cfg!(debug_assertions) {
+            vec![2_000, 10_000]
+        } else {
+            vec![100_000, 1_000_000]
+        },
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -52,10 +67,23 @@ fn args() -> Args {
             }
             "--json" => a.json_only = true,
             "--stack-only" => a.stack_only = true,
+            "--memory-only" => a.memory_only = true,
+            "--no-memory" => a.no_memory = true,
+            "--memory-lines" => {
+                a.memory_lines = it
+                    .next()
+                    .and_then(|v| v.split(',').map(|n| n.parse().ok()).collect())
+                    .filter(|v: &Vec<usize>| !v.is_empty())
+                    .expect("--memory-lines A,B")
+            }
             _ => {} // cargo bench passes --bench
         }
     }
     a
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |c| c.get())
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -68,8 +96,14 @@ fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
     v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
+fn main() {
+    // Figure 5 re-executes this binary to start the CLI from a small process.
+    memory::launcher();
+    run();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn run() {
     let a = args();
     let texts = stack::payloads();
     let stanzas: Vec<Vec<u8>> = texts
@@ -78,6 +112,14 @@ async fn main() {
         .map(|(i, t)| stack::raw_stanza(i, t))
         .collect();
     let n = a.messages;
+    if a.memory_only {
+        let mem = memory::measure(&a.memory_lines).await;
+        if !a.json_only {
+            mem.print();
+        }
+        println!("{}", json!({ "cores": cores(), "memory": mem.json() }));
+        return;
+    }
     if a.stack_only {
         let emu = stack::emulator(Duration::ZERO).await;
         let client = stack::client(&emu, 1).await;
@@ -132,10 +174,17 @@ async fn main() {
         .round_trips(&stanzas[0], 2_000)
         .await;
 
+    // 5. Peak RSS of `gcm-ccs send` on growing inputs.
+    let mem = if a.no_memory {
+        None
+    } else {
+        Some(memory::measure(&a.memory_lines).await)
+    };
+
     let report = json!({
         "messages": n,
         "window": WINDOW,
-        "cores": std::thread::available_parallelism().map_or(0, |c| c.get()),
+        "cores": cores(),
         "raw_tls_msgs_per_s": raw,
         "stack_msgs_per_s": ours,
         "stack_vs_raw": ours / raw,
@@ -147,6 +196,7 @@ async fn main() {
         "latency_ms": { "rate": ours / 2.0, "p50": quantile_ms(&mut lat, 0.5),
             "p99": quantile_ms(&mut lat, 0.99), "p999": quantile_ms(&mut lat, 0.999) },
         "raw_round_trip_ms": { "p50": quantile_ms(&mut rtt, 0.5), "p99": quantile_ms(&mut rtt, 0.99) },
+        "memory": mem.as_ref().map(memory::Figure::json),
     });
     if !a.json_only {
         eprintln!("raw TLS baseline      {raw:>10.0} msgs/s");
@@ -173,6 +223,9 @@ async fn main() {
             report["latency_ms"]["p999"].as_f64().unwrap_or(0.0),
             report["raw_round_trip_ms"]["p50"].as_f64().unwrap_or(0.0),
         );
+        if let Some(mem) = &mem {
+            mem.print();
+        }
     }
     println!("{report}");
 }

@@ -6,8 +6,8 @@ use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
 use gcm_ccs::{Client, Message, PendingAck};
 use tokio::sync::mpsc;
 
-const SENDER: &str = "123456789012";
-const KEY: &str = "bench-key";
+pub const SENDER: &str = "123456789012";
+pub const KEY: &str = "bench-key";
 
 /// Deterministic payload texts of 200–400 bytes.
 pub fn payloads() -> Vec<String> {
