@@ -77,8 +77,7 @@ impl Client {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
         let (app, _) = broadcast::channel(cfg.event_capacity);
         let stats = Arc::new(Stats::default());
-        let link = first
-            .map(|s| connection::start(1, s, cfg.transcript.clone(), conn_tx.clone(), app.clone()));
+        let link = first.map(|s| connection::start(1, s, &cfg, conn_tx.clone(), app.clone()));
         let wiring = Wiring {
             intake,
             commands,

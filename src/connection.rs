@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -136,7 +137,7 @@ pub(crate) fn spawn_connect(
         let report = match connector.connect(&cfg).await {
             Ok(est) => ConnEvent::Established {
                 conn,
-                link: start(conn, est, cfg.transcript.clone(), events.clone(), app),
+                link: start(conn, est, &cfg, events.clone(), app),
             },
             Err(error) => ConnEvent::ConnectFailed { conn, error },
         };
@@ -148,7 +149,7 @@ pub(crate) fn spawn_connect(
 pub(crate) fn start<R, W>(
     conn: ConnId,
     est: Established<R, W>,
-    transcript: Option<Transcript>,
+    cfg: &Config,
     events: mpsc::UnboundedSender<ConnEvent>,
     app: broadcast::Sender<Event>,
 ) -> Link
@@ -158,7 +159,14 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let activity = est.reader.activity();
-    tokio::spawn(write_loop(conn, est.writer, rx, transcript, events.clone()));
+    let writer = Writer {
+        conn,
+        transcript: cfg.transcript.clone(),
+        // A peer that takes none of our bytes for as long as a silent one is dead.
+        stall_limit: cfg.ping_interval * 2,
+        events: events.clone(),
+    };
+    tokio::spawn(writer.run(est.writer, rx));
     let reader = tokio::spawn(read_loop(conn, est.reader, tx.clone(), events, app));
     Link {
         tx,
@@ -168,46 +176,57 @@ where
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
+/// The writer task's settings.
+struct Writer {
     conn: ConnId,
-    mut w: W,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
     transcript: Option<Transcript>,
+    /// How long one batch may take to write before the connection counts as dead.
+    stall_limit: Duration,
     events: mpsc::UnboundedSender<ConnEvent>,
-) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut permits = Vec::new();
-    let mut open = true;
-    while let Some(first) = rx.recv().await {
-        push(&mut batch, &mut permits, first, &mut open);
-        while batch.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => push(&mut batch, &mut permits, more, &mut open),
-                Err(_) => break,
+}
+
+impl Writer {
+    async fn run<W: AsyncWrite + Unpin>(self, mut w: W, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+        let conn = self.conn;
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut permits = Vec::new();
+        let mut open = true;
+        while let Some(first) = rx.recv().await {
+            push(&mut batch, &mut permits, first, &mut open);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => push(&mut batch, &mut permits, more, &mut open),
+                    Err(_) => break,
+                }
             }
+            if batch.is_empty() {
+                continue;
+            }
+            trace!(conn, bytes = batch.len(), "write");
+            if let Some(t) = &self.transcript {
+                t.record(Direction::Out, &batch);
+            }
+            let written = async {
+                w.write_all(&batch).await?;
+                w.flush().await
+            };
+            let reason = match tokio::time::timeout(self.stall_limit, written).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("write failed: {e}")),
+                Err(_) => Some(format!(
+                    "write stalled: the server took no data for {:?}",
+                    self.stall_limit
+                )),
+            };
+            if let Some(reason) = reason {
+                let _ = self.events.send(ConnEvent::Closed { conn, reason });
+                return;
+            }
+            batch.clear();
+            permits.clear();
         }
-        if batch.is_empty() {
-            continue;
-        }
-        trace!(conn, bytes = batch.len(), "write");
-        if let Some(t) = &transcript {
-            t.record(Direction::Out, &batch);
-        }
-        let written = async {
-            w.write_all(&batch).await?;
-            w.flush().await
-        };
-        if let Err(e) = written.await {
-            let _ = events.send(ConnEvent::Closed {
-                conn,
-                reason: format!("write failed: {e}"),
-            });
-            return;
-        }
-        batch.clear();
-        permits.clear();
+        let _ = tokio::time::timeout(self.stall_limit, w.shutdown()).await;
     }
-    let _ = w.shutdown().await;
 }
 
 fn push(
@@ -355,4 +374,35 @@ fn answer_iq(iq: &Element, replies: Replies<'_>) {
         _ => return, // results (our pongs) and errors need no answer
     }
     replies.send(buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that stops reading ends the connection after the stall limit instead of
+    /// holding the writer (and its socket) forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_a_dead_connection() {
+        let (ours, _peer) = tokio::io::duplex(64);
+        let (events, mut reports) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            conn: 7,
+            transcript: None,
+            stall_limit: Duration::from_secs(60),
+            events,
+        };
+        let task = tokio::spawn(writer.run(ours, rx));
+        tx.send(Outbound::Stanza(Bytes::from(vec![b' '; 1024])))
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let Some(ConnEvent::Closed { conn, reason }) = reports.recv().await else {
+            panic!("the writer must report the stall");
+        };
+        assert_eq!(conn, 7);
+        assert!(reason.contains("write stalled"), "{reason}");
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        task.await.unwrap();
+    }
 }

@@ -128,7 +128,11 @@ fn upstream_flood_to_a_client_whose_acks_are_not_read_stays_bounded() {
         )
         .await;
     });
-    assert!(reason.contains("no data from the server"), "{reason}");
+    // Whichever is noticed first: the writer stalls, or the reader stops and the line goes quiet.
+    assert!(
+        reason.contains("write stalled") || reason.contains("no data from the server"),
+        "{reason}"
+    );
     assert!(growth < 4 * MB, "heap grew by {growth} bytes");
 }
 

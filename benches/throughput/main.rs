@@ -7,6 +7,7 @@
 //! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
 mod baseline;
+mod cpu;
 mod memory;
 mod stack;
 
@@ -129,17 +130,14 @@ async fn run() {
     }
 
     // 1. Raw TLS baseline.
-    let raw = rate(
-        n,
-        baseline::Raw::start()
-            .await
-            .throughput(&stanzas, n, WINDOW)
-            .await,
-    );
-    // 2. Our stack, one connection, instant acks.
+    let raw_tls = baseline::Raw::start().await;
+    let (took, raw_cpu) = cpu::per_message(n, raw_tls.throughput(&stanzas, n, WINDOW)).await;
+    let raw = rate(n, took);
+    // 2. Our stack, one connection, instant acks (client and emulator in this process).
     let emu = stack::emulator(Duration::ZERO).await;
     let client = stack::client(&emu, 1).await;
-    let ours = rate(n, stack::throughput(&client, &texts, n).await);
+    let (took, ours_cpu) = cpu::per_message(n, stack::throughput(&client, &texts, n)).await;
+    let ours = rate(n, took);
     client.close().await;
 
     // 6. The same workload with a drain every `DRAIN_EVERY`, against a run without (same n).
@@ -188,6 +186,8 @@ async fn run() {
         "raw_tls_msgs_per_s": raw,
         "stack_msgs_per_s": ours,
         "stack_vs_raw": ours / raw,
+        "cpu_us_per_msg": { "raw_tls": raw_cpu, "stack": ours_cpu,
+            "stack_vs_raw": if raw_cpu > 0.0 { ours_cpu / raw_cpu } else { 0.0 } },
         "scaling": scaling.iter().map(|(c, got, ceil)| json!({
             "connections": c, "ack_delay_ms": a.ack_delay.as_millis(), "msgs_per_s": got,
             "ceiling": ceil, "ratio": got / ceil })).collect::<Vec<_>>(),
@@ -199,9 +199,9 @@ async fn run() {
         "memory": mem.as_ref().map(memory::Figure::json),
     });
     if !a.json_only {
-        eprintln!("raw TLS baseline      {raw:>10.0} msgs/s");
+        eprintln!("raw TLS baseline      {raw:>10.0} msgs/s   CPU {raw_cpu:.2} µs/msg");
         eprintln!(
-            "our stack, 1 conn     {ours:>10.0} msgs/s   {:.2} of baseline",
+            "our stack, 1 conn     {ours:>10.0} msgs/s   {:.2} of baseline   CPU {ours_cpu:.2} µs/msg",
             ours / raw
         );
         eprintln!(
