@@ -98,6 +98,12 @@ impl Reply {
     /// §5.2–5.4 is an [`HttpError::InvalidResponse`].
     pub fn parse(body: &[u8]) -> Result<Reply, HttpError> {
         let invalid = |why: String| HttpError::InvalidResponse(format!("{why}: {}", text(body)));
+        // The typed read alone is not enough: serde skips unknown members without checking
+        // their strings (invalid UTF-8, lone surrogate escapes), and a derived struct also
+        // reads a JSON array positionally. So the whole body must first be a JSON object;
+        // the typed read then takes the members, exact integers and duplicate checks.
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+            .map_err(|e| invalid(format!("not a JSON object ({e})")))?;
         let b: Body = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
         if let Some(results) = b.results {
             let multicast_id = b
@@ -299,6 +305,11 @@ mod tests {
             br#"{"success":1}"#,
             b"[]",
             &[0xff, 0xfe],
+            // Positionally, a derived struct would read these as the token shape.
+            br#"[1,[{"message_id":"a"}],null,null,null,null,null]"#,
+            // Not JSON, though only inside members the parser otherwise skips (fuzzing).
+            b"{\"success\":3,\"failure\":2,\"\":[{\"\":\"\xcf\"}]}",
+            br#"{"success":3,"failure":2,"other":"\udc00"}"#,
         ];
         for body in cases {
             let e = Reply::parse(body).unwrap_err();
