@@ -120,8 +120,9 @@ pub enum Inbound {
     Control(Control),
     Receipt(Receipt),
     Upstream(Upstream),
-    /// Ignored by the forward-compatibility rule: unknown `message_type`, or a message
-    /// without a usable `<gcm>` payload. The string says why.
+    /// Ignored by the forward-compatibility rule, and so never acked: unknown `message_type`
+    /// (or one that is not a string, `null` included), or a message without a usable `<gcm>`
+    /// payload. The string says why.
     Ignored(String),
 }
 
@@ -336,7 +337,10 @@ fn echoed_message_id(json: &str) -> Option<String> {
 /// Strings without escapes are borrowed from the input.
 #[derive(Deserialize)]
 struct Raw<'a> {
-    #[serde(borrow)]
+    /// `None` only when the member is absent: a `null` is `Some(Member::Other("null"))`, an
+    /// invalid type, not an upstream message (spec §6.3: only an *absent* `message_type`
+    /// means upstream).
+    #[serde(borrow, default, deserialize_with = "present")]
     message_type: Option<Member<'a>>,
     #[serde(borrow)]
     message_id: Option<Member<'a>>,
@@ -484,6 +488,12 @@ fn data_object(data: Option<Value>, kind: &str) -> Result<Map<String, Value>, St
     }
 }
 
+/// A member that is present, whatever its value, `null` included (a plain `Option` field would
+/// read `null` as absent).
+fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Member<'a>>, D::Error> {
+    Member::deserialize(d).map(Some)
+}
+
 /// One JSON member, read without failing on its type: strings (borrowed when unescaped)
 /// and unsigned integers are kept, other values only named.
 enum Member<'a> {
@@ -534,6 +544,10 @@ impl<'de: 'a, 'a> Visitor<'de> for MemberVisitor<'a> {
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Member<'a>, E> {
         Ok(Member::Other("boolean"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Member<'a>, E> {
+        Ok(Member::Other("null"))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Member<'a>, E> {
@@ -798,6 +812,40 @@ mod tests {
             ignored(classify_json(r#"{"from":"t","message_id":"u","data":"x"}"#))
                 .contains("`data` must be an object, got string")
         );
+    }
+
+    #[test]
+    fn a_null_or_non_string_message_type_is_not_upstream() {
+        // Only an absent `message_type` makes an upstream message (spec §6.3); a present one
+        // that is not a known string is ignored, so never acked, like an unknown type.
+        let upstream = r#""message_id":"up-1","from":"tok","data":{"k":"v"}"#;
+        assert!(matches!(
+            classify_json(&format!("{{{upstream}}}")),
+            Inbound::Upstream(_)
+        ));
+        for (value, kind) in [
+            ("null", "null"),
+            ("true", "boolean"),
+            ("0", "number"),
+            ("-1", "number"),
+            ("1.5", "number"),
+            (r#"["ack"]"#, "array"),
+            (r#"{"type":"ack"}"#, "object"),
+        ] {
+            for json in [
+                format!(r#"{{"message_type":{value},{upstream}}}"#),
+                format!(r#"{{{upstream},"message_type":{value}}}"#),
+            ] {
+                assert_eq!(
+                    ignored(classify_json(&json)),
+                    format!("`message_type` must be a string, got {kind}"),
+                    "{json}"
+                );
+            }
+        }
+        // Present twice is still a duplicate, null or not.
+        let twice = format!(r#"{{"message_type":null,"message_type":null,{upstream}}}"#);
+        assert!(ignored(classify_json(&twice)).contains("duplicate field"));
     }
 
     #[test]

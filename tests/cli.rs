@@ -128,6 +128,27 @@ fn input_file(path: &Path, n: u64, junk_every: u64) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Runs `gcm-ccs send` on an input file holding exactly `bytes`; the process output and the
+/// output file's records by line.
+async fn send_file(emu: &Emulator, bytes: &[u8]) -> (Output, HashMap<u64, Value>) {
+    let s = Scratch::new(emu);
+    let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
+    std::fs::write(&input, bytes).unwrap();
+    let out = output(s.send(emu, &input, &output_path)).await;
+    let by_line = records(&output_path);
+    (out, by_line)
+}
+
+/// The record of an input line refused before sending, with no JSON to read its id or target
+/// from.
+fn invalid_record(line: u64, code: &str, description: &str) -> Value {
+    json!({
+        "line": line, "message_id": null, "to": null, "outcome": "invalid", "code": code,
+        "description": description, "canonical_registration_id": null, "attempts": 0,
+        "latency_ms": null,
+    })
+}
+
 #[tokio::test]
 async fn demo_json_counts_add_up() {
     let mut cmd = bin();
@@ -634,4 +655,128 @@ async fn sigint_finishes_in_flight_messages_then_exits_130() {
     );
     assert!(by_line.values().all(|r| r["outcome"] == "acked"));
     assert!(sent < 5000);
+}
+
+#[tokio::test]
+async fn send_of_an_empty_file_sends_nothing_and_succeeds() {
+    let emu = emulator(Default::default()).await;
+    let (out, by_line) = send_file(&emu, b"").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(by_line.is_empty(), "the output is created, empty");
+    assert!(
+        stderr.contains("lines 0  invalid 0  submitted 0  acked 0  nacked 0  failed 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("note: the input is empty (0 lines): nothing was sent\n"),
+        "{stderr}"
+    );
+    assert_eq!(emu.stats().downstream, 0);
+}
+
+#[tokio::test]
+async fn send_reports_each_garbage_line_and_still_sends_the_good_ones() {
+    let emu = emulator(Default::default()).await;
+    // Bytes of a fixed pseudo-random sequence without `\n`: one line of binary noise.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = std::iter::from_fn(|| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        Some(seed.to_le_bytes()[3])
+    })
+    .filter(|&b| b != b'\n')
+    .take(300)
+    .collect();
+    let noise_offset = std::str::from_utf8(&noise).unwrap_err().valid_up_to();
+    let lines: [&[u8]; 11] = [
+        br#"{"to":"tok-1","data":{"k":"v"}}"#,
+        b"\x00\x00\x00",                                // NULs: UTF-8, but not JSON
+        b"{\"to\":\"tok-3\",\"data\":{\"k\":\"caf\xC3", // cut inside a 2-byte sequence
+        b"{\"to\":\"tok-4\"}\r",                        // CRLF
+        b"\x89PNG\r\n",                                 // a PNG signature: \x89 first
+        b"\x1a\n",                                      // (the rest of it, on its own line)
+        b"{\"to\":\"tok-7\",\"data\":{\"k\":\"nul\x00inside\"}}",
+        "{\"to\":\"tok-8\",\"data\":{\"k\":\"é✓€\"}}".as_bytes(),
+        b"ok \xE2\x82",            // a 3-byte sequence cut short
+        b"\xED\xA0\x80 surrogate", // an encoded UTF-16 surrogate
+        &noise,
+    ];
+    let mut bytes = Vec::new();
+    for line in lines {
+        bytes.extend_from_slice(line);
+        if !line.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+    }
+    bytes.extend_from_slice(br#"{"to":"tok-last"}"#); // no final newline
+    let (out, by_line) = send_file(&emu, &bytes).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "invalid lines do not fail the run: {stderr}"
+    );
+
+    let not_utf8 = |n, offset| {
+        let why = format!("not UTF-8 text (bad byte at offset {offset})");
+        invalid_record(n, "NOT_UTF8", &why)
+    };
+    let expected_invalid = [
+        invalid_record(
+            2,
+            "INVALID_JSON",
+            "invalid JSON: expected value at line 1 column 1",
+        ),
+        not_utf8(3, 30), // the \xC3 after `{"to":"tok-3","data":{"k":"caf`
+        not_utf8(5, 0),
+        invalid_record(
+            6,
+            "INVALID_JSON",
+            "invalid JSON: expected value at line 1 column 1",
+        ),
+        invalid_record(
+            7,
+            "INVALID_JSON",
+            "invalid JSON: control character (\\u0000-\\u001F) found while parsing a string at line 1 column 31",
+        ),
+        not_utf8(9, 3),
+        not_utf8(10, 0),
+        not_utf8(11, noise_offset),
+    ];
+    for want in &expected_invalid {
+        let n = want["line"].as_u64().unwrap();
+        assert_eq!(by_line.get(&n), Some(want), "line {n}");
+    }
+    let good = [(1, "tok-1"), (4, "tok-4"), (8, "tok-8"), (12, "tok-last")];
+    for (n, to) in good {
+        let r = &by_line[&n];
+        assert_eq!(
+            (r["outcome"].as_str(), r["to"].as_str()),
+            (Some("acked"), Some(to)),
+            "{r}"
+        );
+        assert_eq!(r["attempts"], 1, "{r}");
+        let id = r["message_id"].as_str().unwrap();
+        let received = emu
+            .received(id)
+            .unwrap_or_else(|| panic!("{id} not received"));
+        assert_eq!(received["to"], to);
+    }
+    assert_eq!(
+        emu.received(by_line[&8]["message_id"].as_str().unwrap())
+            .unwrap()["data"]["k"],
+        "é✓€"
+    );
+    assert_eq!(
+        by_line.len(),
+        good.len() + expected_invalid.len(),
+        "one record per line"
+    );
+    assert_eq!((emu.stats().downstream, emu.stats().acks_sent), (4, 4));
+    assert!(
+        stderr.contains("lines 12  invalid 8  submitted 4  acked 4  nacked 0  failed 0"),
+        "{stderr}"
+    );
 }

@@ -231,6 +231,97 @@ async fn garbage_instead_of_a_stream_header_is_refused() {
     still_serves(&emu).await;
 }
 
+/// `seen` is exactly a server stream header (any 16-hex-digit id), the stream error
+/// `condition` and the close tag: what RFC 6120 §4.9.1.1 asks of a server that refuses a
+/// stream it has not opened yet.
+fn assert_opened_then_refused(seen: &str, condition: &str) {
+    let header = r#"<stream:stream from="gcm.googleapis.com" id=""#;
+    let id = seen
+        .strip_prefix(header)
+        .and_then(|rest| rest.get(..16))
+        .unwrap_or_else(|| panic!("no stream header first: {seen}"));
+    assert!(
+        id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')),
+        "{seen}"
+    );
+    assert_eq!(
+        seen,
+        format!(
+            r#"{header}{id}" version="1.0" xmlns:stream="http://etherx.jabber.org/streams" xmlns="jabber:client"><stream:error><{condition} xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error></stream:stream>"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_bad_stream_header_is_answered_inside_a_stream_of_the_emulator() {
+    let emu = start(|cfg| {
+        cfg.limits = Limits {
+            max_stanza_bytes: 8 * 1024,
+            ..Limits::default()
+        };
+        cfg.handshake_timeout = Duration::from_millis(300);
+    })
+    .await;
+    for (bad, condition) in [
+        // The stream element in the wrong namespace.
+        (
+            r#"<stream:stream to="gcm.googleapis.com" version="1.0" xmlns="jabber:client" xmlns:stream="urn:not-streams">"#.to_owned(),
+            "invalid-xml",
+        ),
+        // A stanza before any header; an unquoted attribute; not XML at all.
+        (r#"<message><body>hi</body></message>"#.to_owned(), "invalid-xml"),
+        (
+            r#"<stream:stream to=gcm.googleapis.com xmlns:stream="http://etherx.jabber.org/streams">"#.to_owned(),
+            "invalid-xml",
+        ),
+        ("\x00\x01 not xml <".to_owned(), "invalid-xml"),
+        // Larger than the stanza limit.
+        (
+            format!(
+                r#"<stream:stream xmlns:stream="http://etherx.jabber.org/streams" to="{}">"#,
+                "x".repeat(10_000)
+            ),
+            "policy-violation",
+        ),
+    ] {
+        // Through the library's own reader, which needs the header to make sense of the rest.
+        let mut raw = Raw::open(&emu).await;
+        raw.send(&bad).await;
+        assert_eq!(raw.stream_end().await.as_deref(), Some(condition), "{bad}");
+        assert_opened_then_refused(&raw.seen(), condition);
+    }
+
+    // No header at all within the handshake timeout.
+    let mut raw = Raw::open(&emu).await;
+    assert_eq!(
+        raw.stream_end().await.as_deref(),
+        Some("connection-timeout")
+    );
+    assert_opened_then_refused(&raw.seen(), "connection-timeout");
+
+    // A bad header where the restart after SASL success is due: the first stream was opened,
+    // the restarted one was not.
+    let mut raw = Raw::open(&emu).await;
+    let mut buf = Vec::new();
+    wire::write::client_stream_header(&mut buf, "gcm.googleapis.com");
+    wire::write::auth_plain(&mut buf, &format!("{SENDER}@gcm.googleapis.com"), KEY);
+    raw.send(&buf).await;
+    assert!(matches!(raw.frame().await, Frame::StreamOpen(_)));
+    raw.frame().await; // features
+    assert!(matches!(raw.frame().await, Frame::Element(e) if e.name == "success"));
+    raw.seen.lock().unwrap().clear();
+    raw.send(r#"<iq type="set" id="b1"/>"#).await;
+    assert_eq!(raw.stream_end().await.as_deref(), Some("invalid-xml"));
+    assert_opened_then_refused(&raw.seen(), "invalid-xml");
+
+    assert_eq!(
+        emu.stats().stream_errors,
+        0,
+        "counted after authentication only"
+    );
+    still_serves(&emu).await;
+}
+
 #[tokio::test]
 async fn stalled_handshakes_are_cut_off_at_the_handshake_timeout() {
     let timeout = Duration::from_millis(300);

@@ -46,3 +46,8 @@ fn message_roundtrip() {
 fn ndjson_line() {
     assert!(replay("ndjson_line", checks::check_ndjson) > 0);
 }
+
+#[test]
+fn http_response() {
+    assert!(replay("http_response", checks::check_http_response) > 0);
+}

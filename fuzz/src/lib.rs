@@ -7,9 +7,12 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use std::time::{Duration, SystemTime};
+
+use gcm_ccs::http::{Reply, TokenResult, retry_after};
 use gcm_ccs::response::{Inbound, classify, classify_json};
 use gcm_ccs::wire::{Frame, FrameReader, Limits, MessageStanza, write};
-use gcm_ccs::{Message, NackCode, WireError};
+use gcm_ccs::{HttpError, Message, NackCode, WireError};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// A client stream header, to put in front of client-role stanzas.
@@ -153,6 +156,192 @@ pub fn assert_round_trip(m: &Message) {
     let again = Message::from_json(payload).expect("what validated once validates again");
     assert_eq!(&again, m);
     assert_eq!(again.to_json(), json);
+}
+
+/// `http_response`: one response of the legacy HTTP API, read the way `HttpSender` reads it,
+/// for a request to `n` registration ids.
+///
+/// Input: byte 0 = `n`; bytes 1–2 = the status (200 when the high bit of byte 1 is clear,
+/// otherwise 100 + the big-endian value mod 500); then the `Retry-After` value up to the first
+/// `\n`; the rest is the body.
+///
+/// Checks: nothing panics; a non-200 is the typed error of its status with the body reduced
+/// to one readable line; a 200 body that parses is a JSON object whose members say exactly
+/// what the parsed reply says (integers exact), and the reply re-encoded in its documented
+/// shape parses back to itself; per-token results are exactly `n` or an `InvalidResponse`;
+/// `Retry-After` delay-seconds are read exactly (saturating) and an HTTP-date gives the wait
+/// to that date.
+pub fn check_http_response(data: &[u8]) {
+    let [n, s1, s2, rest @ ..] = data else {
+        return;
+    };
+    let n = usize::from(*n);
+    let status = if s1 & 0x80 == 0 {
+        200
+    } else {
+        100 + u16::from_be_bytes([*s1, *s2]) % 500
+    };
+    let (header, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    if let Ok(header) = std::str::from_utf8(header) {
+        check_retry_after(header);
+    }
+
+    let read = Reply::from_response(status, body);
+    if status != 200 {
+        let line = match read.clone().expect_err("only a 200 is read as a reply") {
+            HttpError::BadRequest(line) if status == 400 => line,
+            HttpError::Unauthorized(line) if status == 401 => line,
+            HttpError::Status { status: s, body } if s == status && s != 400 && s != 401 => body,
+            other => panic!("status {status} read as {other:?}"),
+        };
+        assert!(!line.is_empty() && line.len() <= 303, "{line:?}");
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>().join(" "), line);
+    } else {
+        assert_eq!(read, Reply::parse(body));
+    }
+    match read.clone().and_then(|reply| reply.token_results(n)) {
+        Ok((_, results)) => assert_eq!(results.len(), n),
+        Err(e) => assert!(
+            status != 200 || matches!(e, HttpError::InvalidResponse(_)),
+            "{e:?}"
+        ),
+    }
+    let Ok(reply) = read else { return };
+    let tokens = matches!(&reply, Reply::Tokens { results, .. } if results.len() == n);
+    assert_eq!(reply.clone().token_results(n).is_ok(), tokens);
+
+    let v: serde_json::Value = serde_json::from_slice(body).expect("a parsed body is JSON");
+    assert!(v.is_object(), "a parsed body is a JSON object: {v}");
+    assert_reply_says(&reply, &v);
+    let again = Reply::parse(encode_reply(&reply).to_string().as_bytes());
+    assert_eq!(
+        again.as_ref(),
+        Ok(&reply),
+        "re-encoded as {}",
+        encode_reply(&reply)
+    );
+}
+
+/// The members of `v` (a body that parsed) say what `reply` says.
+fn assert_reply_says(reply: &Reply, v: &serde_json::Value) {
+    let absent = |key: &str| v.get(key).is_none_or(serde_json::Value::is_null);
+    match reply {
+        Reply::Tokens {
+            multicast_id,
+            results,
+        } => {
+            assert_eq!(v["multicast_id"].as_i64(), Some(*multicast_id));
+            let listed = v["results"].as_array().expect("`results` is an array");
+            assert_eq!(listed.len(), results.len());
+            for (r, json) in results.iter().zip(listed) {
+                match r {
+                    TokenResult::Sent {
+                        message_id,
+                        registration_id,
+                    } => {
+                        assert_eq!(json["message_id"].as_str(), Some(message_id.as_str()));
+                        assert_eq!(json["registration_id"].as_str(), registration_id.as_deref());
+                    }
+                    TokenResult::Failed(code) => {
+                        assert!(json.get("message_id").is_none_or(|m| m.is_null()), "{json}");
+                        assert_eq!(json["error"].as_str(), Some(code.as_str()));
+                    }
+                }
+            }
+        }
+        Reply::Topic(result) => {
+            assert!(absent("results"));
+            match result {
+                Ok(id) => assert_eq!(v["message_id"].as_i64(), Some(*id)),
+                Err(code) => {
+                    assert!(absent("message_id"));
+                    assert_eq!(v["error"].as_str(), Some(code.as_str()));
+                }
+            }
+        }
+        Reply::Group(g) => {
+            assert!(absent("results") && absent("message_id") && absent("error"));
+            assert_eq!(v["success"].as_u64(), Some(g.success));
+            assert_eq!(v["failure"].as_u64(), Some(g.failure));
+            let listed: Vec<&str> = match v.get("failed_registration_ids") {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(ids) => ids
+                    .as_array()
+                    .expect("an array")
+                    .iter()
+                    .map(|id| id.as_str().expect("strings"))
+                    .collect(),
+            };
+            assert_eq!(listed, g.failed_registration_ids);
+        }
+    }
+}
+
+/// `reply` in the documented shape of its kind (§5.2–5.4), counts included.
+fn encode_reply(reply: &Reply) -> serde_json::Value {
+    use serde_json::json;
+    match reply {
+        Reply::Tokens {
+            multicast_id,
+            results,
+        } => {
+            let count = |f: fn(&TokenResult) -> bool| results.iter().filter(|r| f(r)).count();
+            let listed: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| match r {
+                    TokenResult::Sent {
+                        message_id,
+                        registration_id: None,
+                    } => json!({ "message_id": message_id }),
+                    TokenResult::Sent {
+                        message_id,
+                        registration_id: Some(canonical),
+                    } => json!({ "message_id": message_id, "registration_id": canonical }),
+                    TokenResult::Failed(code) => json!({ "error": code }),
+                })
+                .collect();
+            json!({
+                "multicast_id": multicast_id,
+                "success": count(|r| matches!(r, TokenResult::Sent { .. })),
+                "failure": count(|r| matches!(r, TokenResult::Failed(_))),
+                "canonical_ids": count(|r| matches!(r, TokenResult::Sent { registration_id: Some(_), .. })),
+                "results": listed,
+            })
+        }
+        Reply::Topic(Ok(id)) => json!({ "message_id": id }),
+        Reply::Topic(Err(code)) => json!({ "error": code }),
+        Reply::Group(g) => json!({
+            "success": g.success,
+            "failure": g.failure,
+            "failed_registration_ids": g.failed_registration_ids,
+        }),
+    }
+}
+
+/// `Retry-After: value` at a fixed "now": delay-seconds exactly (saturating at `u64::MAX`),
+/// anything else only as an HTTP-date, whose wait is the time from now to that date.
+fn check_retry_after(value: &str) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let wait = retry_after::parse(value, now);
+    let trimmed = value.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = trimmed.parse::<u64>().unwrap_or(u64::MAX);
+        assert_eq!(wait, Some(Duration::from_secs(secs)));
+        return;
+    }
+    let Some(wait) = wait else { return };
+    let date = httpdate::parse_http_date(trimmed).expect("only a date gives a wait");
+    match date.duration_since(now) {
+        Ok(ahead) => assert_eq!(wait, ahead),
+        Err(_) => assert_eq!(wait, Duration::ZERO),
+    }
+    if !wait.is_zero() {
+        let again = httpdate::fmt_http_date(now + wait);
+        assert_eq!(retry_after::parse(&again, now), Some(wait), "{again}");
+    }
 }
 
 /// Serves `data` in reads of `sizes[0]`, `sizes[1]`, … bytes (cycled), then EOF.

@@ -130,17 +130,21 @@ async fn read_side<R: AsyncRead + Unpin>(
     tx: Tx,
     state: Arc<ConnState>,
 ) {
+    let mut opened = false;
     let negotiated = tokio::time::timeout(
         shared.handshake_timeout,
-        negotiate(&shared, &mut reader, &tx),
+        negotiate(&shared, &mut reader, &tx, &mut opened),
     )
     .await;
     let (slot, jid) = match negotiated {
         Ok(Ok(bound)) => bound,
         Ok(Err(HandshakeEnd::Closed)) => return,
         Err(_) => {
-            send(&tx, |b| write::stream_error(b, "connection-timeout", None));
-            let _ = tx.send(Out::Close);
+            if opened {
+                fail(&tx, "connection-timeout");
+            } else {
+                fail_unopened(&tx, "connection-timeout");
+            }
             return;
         }
     };
@@ -173,17 +177,21 @@ async fn read_side<R: AsyncRead + Unpin>(
     }
 }
 
-/// Server side of §3; returns the sender's session slot and the bound JID.
+/// Server side of §3; returns the sender's session slot and the bound JID. `opened` tells
+/// whether our stream header for the current stream (the first one, or the one after the SASL
+/// restart) has been sent, for an error that ends the negotiation early.
 async fn negotiate<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     reader: &mut FrameReader<R>,
     tx: &Tx,
+    opened: &mut bool,
 ) -> Result<(SessionSlot, String), HandshakeEnd> {
     let header = expect_open(reader, tx).await?;
     send(tx, |b| {
         write::server_stream_header(b, header.to.as_deref().unwrap_or(GCM_DOMAIN), &stream_id());
         write::sasl_features(b, &["X-OAUTH2", "X-GOOGLE-TOKEN", "PLAIN"]);
     });
+    *opened = true;
     let auth = expect_element(reader, tx).await?;
     let sender_id = match authenticate(shared, &auth) {
         Ok(sid) => sid,
@@ -206,11 +214,13 @@ async fn negotiate<R: AsyncRead + Unpin>(
         return Err(HandshakeEnd::Closed);
     };
     send(tx, write::sasl_success);
+    *opened = false; // the client restarts the stream (§3.4); a new header of ours is due
     let header = expect_open(reader, tx).await?;
     send(tx, |b| {
         write::server_stream_header(b, header.to.as_deref().unwrap_or(GCM_DOMAIN), &stream_id());
         write::bind_session_features(b);
     });
+    *opened = true;
     loop {
         let iq = expect_element(reader, tx).await?;
         if let Some(bind) = iq.child(wire::NS_BIND, "bind") {
@@ -233,14 +243,16 @@ fn stream_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
+/// The client's stream header. Anything else is a stream error, sent after a header of ours:
+/// ours is not out yet when the client's is awaited.
 async fn expect_open<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     tx: &Tx,
 ) -> Result<wire::StreamHeader, HandshakeEnd> {
     match reader.next_frame().await {
         Ok(Frame::StreamOpen(h)) => Ok(h),
-        Ok(_) => Err(fail(tx, "invalid-xml")),
-        Err(e) => Err(fail(tx, condition_for(&e))),
+        Ok(_) => Err(fail_unopened(tx, "invalid-xml")),
+        Err(e) => Err(fail_unopened(tx, condition_for(&e))),
     }
 }
 
@@ -276,6 +288,19 @@ fn fail(tx: &Tx, condition: &str) -> HandshakeEnd {
         let _ = tx.send(Out::Close);
     }
     HandshakeEnd::Closed
+}
+
+/// [`fail`] while our header for the current stream is not out yet (the client's header is
+/// bad or missing): RFC 6120 §4.9.1.1 has the receiving entity open its stream first, so the
+/// error goes inside a stream header of ours (from the default domain: the client's `to` is
+/// unknown), then the close tag.
+fn fail_unopened(tx: &Tx, condition: &str) -> HandshakeEnd {
+    if !condition.is_empty() {
+        send(tx, |b| {
+            write::server_stream_header(b, GCM_DOMAIN, &stream_id())
+        });
+    }
+    fail(tx, condition)
 }
 
 /// Checks a SASL `<auth>`; on refusal returns the bytes to send.

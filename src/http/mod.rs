@@ -23,11 +23,11 @@ mod multicast;
 mod request;
 mod response;
 mod retry;
-mod retry_after;
+pub mod retry_after;
 mod sender;
 pub mod subscription;
 
 pub use config::{ANDROID_GCM_URL, FCM_URL, GCM_HTTP_URL, HttpConfig, MAX_REGISTRATION_IDS};
 pub use multicast::MulticastReport;
-pub use response::GroupOutcome;
+pub use response::{GroupOutcome, Reply, TokenResult};
 pub use sender::{Delivery, HttpSender};

@@ -8,10 +8,9 @@ use tracing::debug;
 
 use super::config::MAX_REGISTRATION_IDS;
 use super::request;
-use super::response::{Reply, TokenResult};
 use super::retry::Schedule;
 use super::sender::{Failed, HttpSender, token_outcome};
-use crate::error::{HttpError, SendError};
+use crate::error::SendError;
 use crate::message::Message;
 use crate::response::Ack;
 
@@ -82,7 +81,7 @@ impl HttpSender {
             match self
                 .post(body)
                 .await
-                .and_then(|reply| results(reply, pending.len()))
+                .and_then(|reply| reply.token_results(pending.len()).map_err(Failed::fatal))
             {
                 Ok((multicast_id, results)) => {
                     multicast_ids.push(multicast_id);
@@ -127,23 +126,5 @@ impl HttpSender {
                 .collect(),
             multicast_ids,
         }
-    }
-}
-
-/// The per-token results of a multicast reply, which must have one per token sent.
-fn results(reply: Reply, sent: usize) -> Result<(i64, Vec<TokenResult>), Failed> {
-    let invalid = |why: String| Failed::fatal(HttpError::InvalidResponse(why));
-    match reply {
-        Reply::Tokens {
-            multicast_id,
-            results,
-        } if results.len() == sent => Ok((multicast_id, results)),
-        Reply::Tokens { results, .. } => Err(invalid(format!(
-            "{} results for {sent} registration ids",
-            results.len()
-        ))),
-        other => Err(invalid(format!(
-            "a multicast was answered with {other:?} instead of per-token results"
-        ))),
     }
 }

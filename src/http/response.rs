@@ -1,6 +1,10 @@
 //! Response bodies of the legacy send API (http-legacy §5): the three JSON shapes of a 200,
 //! and readable one-line texts for the plain-text 400 and the HTML 401 / 5xx pages, which
 //! are never parsed as JSON.
+//!
+//! [`HttpSender`](super::HttpSender) reads every response through [`Reply::from_response`]
+//! and, for token targets, [`Reply::token_results`]; both are public for callers that post
+//! to `/gcm/send` with their own HTTP client.
 
 use serde::Deserialize;
 
@@ -11,7 +15,7 @@ const MAX_TEXT: usize = 300;
 
 /// The outcome for one registration token of a token send (§5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TokenResult {
+pub enum TokenResult {
     /// Accepted; `registration_id` is the canonical token when the device has a newer one.
     Sent {
         message_id: String,
@@ -32,9 +36,20 @@ pub struct GroupOutcome {
     pub failed_registration_ids: Vec<String>,
 }
 
-/// A parsed 200 body.
+/// A parsed 200 body, one variant per documented shape.
+///
+/// ```
+/// use gcm_ccs::http::{Reply, TokenResult};
+///
+/// let body = br#"{"multicast_id":9121580178438514214,"success":1,"failure":1,"canonical_ids":0,
+///                 "results":[{"message_id":"0:1%ab"},{"error":"NotRegistered"}]}"#;
+/// let (multicast_id, results) = Reply::from_response(200, body)?.token_results(2)?;
+/// assert_eq!(multicast_id, 9_121_580_178_438_514_214);
+/// assert_eq!(results[1], TokenResult::Failed("NotRegistered".into()));
+/// # Ok::<(), gcm_ccs::HttpError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// Token target(s): one result per token, in request order.
     Tokens {
         multicast_id: i64,
@@ -67,9 +82,28 @@ struct ResultBody {
 }
 
 impl Reply {
-    /// Parses the body of a 200 response.
+    /// Reads a whole response: the body of a 200 is parsed ([`Reply::parse`]); any other
+    /// status is an error with the body as one readable line, never parsed as JSON
+    /// ([`HttpError::BadRequest`] for 400, [`HttpError::Unauthorized`] for 401,
+    /// [`HttpError::Status`] otherwise).
+    pub fn from_response(status: u16, body: &[u8]) -> Result<Reply, HttpError> {
+        match status {
+            200 => Reply::parse(body),
+            _ => Err(status_error(status, body)),
+        }
+    }
+
+    /// Parses the body of a 200 response. Integers are exact (`i64` / `u64`, never through
+    /// `f64`); members not listed in §5 are ignored. A body that is none of the shapes of
+    /// §5.2–5.4 is an [`HttpError::InvalidResponse`].
     pub fn parse(body: &[u8]) -> Result<Reply, HttpError> {
         let invalid = |why: String| HttpError::InvalidResponse(format!("{why}: {}", text(body)));
+        // The typed read alone is not enough: serde skips unknown members without checking
+        // their strings (invalid UTF-8, lone surrogate escapes), and a derived struct also
+        // reads a JSON array positionally. So the whole body must first be a JSON object;
+        // the typed read then takes the members, exact integers and duplicate checks.
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+            .map_err(|e| invalid(format!("not a JSON object ({e})")))?;
         let b: Body = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
         if let Some(results) = b.results {
             let multicast_id = b
@@ -104,10 +138,30 @@ impl Reply {
             _ => Err(invalid("none of the documented response shapes".into())),
         }
     }
+
+    /// The multicast id and the per-token results of the reply to a request for `sent`
+    /// registration ids (`sent` = 1 for a `to` token): exactly one result per id, in request
+    /// order, or an [`HttpError::InvalidResponse`] when the count differs or the reply has
+    /// another shape, so results can never be matched to the wrong token.
+    pub fn token_results(self, sent: usize) -> Result<(i64, Vec<TokenResult>), HttpError> {
+        match self {
+            Reply::Tokens {
+                multicast_id,
+                results,
+            } if results.len() == sent => Ok((multicast_id, results)),
+            Reply::Tokens { results, .. } => Err(HttpError::InvalidResponse(format!(
+                "{} results for {sent} registration id(s)",
+                results.len()
+            ))),
+            other => Err(HttpError::InvalidResponse(format!(
+                "{other:?} instead of per-token results"
+            ))),
+        }
+    }
 }
 
 /// The error for a non-200 status with `body`.
-pub(crate) fn status_error(status: u16, body: &[u8]) -> HttpError {
+fn status_error(status: u16, body: &[u8]) -> HttpError {
     match status {
         400 => HttpError::BadRequest(text(body)),
         401 => HttpError::Unauthorized(text(body)),
@@ -251,6 +305,11 @@ mod tests {
             br#"{"success":1}"#,
             b"[]",
             &[0xff, 0xfe],
+            // Positionally, a derived struct would read these as the token shape.
+            br#"[1,[{"message_id":"a"}],null,null,null,null,null]"#,
+            // Not JSON, though only inside members the parser otherwise skips (fuzzing).
+            b"{\"success\":3,\"failure\":2,\"\":[{\"\":\"\xcf\"}]}",
+            br#"{"success":3,"failure":2,"other":"\udc00"}"#,
         ];
         for body in cases {
             let e = Reply::parse(body).unwrap_err();

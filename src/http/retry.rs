@@ -38,7 +38,8 @@ impl<'a> Schedule<'a> {
         );
         let delay = backoff.max(floor.unwrap_or(Duration::ZERO));
         match self.policy.deadline {
-            Some(deadline) if self.started.elapsed() + delay > deadline => None,
+            // Saturating: `Retry-After` is the server's to choose, up to u64::MAX seconds.
+            Some(deadline) if self.started.elapsed().saturating_add(delay) > deadline => None,
             _ => Some(delay),
         }
     }
@@ -95,6 +96,17 @@ mod tests {
         };
         let mut s = Schedule::new(&p);
         assert_eq!(s.next_delay(Some(Duration::from_secs(60))), None);
+    }
+
+    #[test]
+    fn a_huge_retry_after_gives_up_at_the_deadline_without_overflowing() {
+        let p = RetryPolicy {
+            deadline: Some(Duration::from_secs(10)),
+            ..policy(5)
+        };
+        let mut s = Schedule::new(&p);
+        assert_eq!(s.next_delay(Some(Duration::from_secs(u64::MAX))), None);
+        assert_eq!(s.next_delay(Some(Duration::MAX)), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use hyper::{Request, StatusCode, Uri};
+use hyper::{Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::config::HttpConfig;
-use super::response::{self, GroupOutcome, Reply, TokenResult};
+use super::response::{GroupOutcome, Reply, TokenResult};
 use super::retry::Schedule;
 use super::{request, retry_after};
 use crate::error::{ConnectError, HttpError, SendError};
@@ -234,32 +234,24 @@ impl HttpSender {
         let (status, retry_after, body) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Failed::transient(SendError::Timeout(timeout), None))??;
-        match status {
-            StatusCode::OK => Reply::parse(&body).map_err(Failed::fatal),
-            s if s.is_server_error() => Err(Failed::transient(
-                response::status_error(s.as_u16(), &body),
-                retry_after,
-            )),
-            s => Err(Failed::fatal(response::status_error(s.as_u16(), &body))),
-        }
+        Reply::from_response(status.as_u16(), &body).map_err(|e| {
+            if status.is_server_error() {
+                Failed::transient(e, retry_after)
+            } else {
+                Failed::fatal(e)
+            }
+        })
     }
 }
 
 /// The outcome of a single-target send from its reply.
 fn delivery(target: &str, reply: Reply) -> Result<Delivery, Failed> {
     match reply {
-        Reply::Tokens {
-            multicast_id,
-            results,
-        } => match <[TokenResult; 1]>::try_from(results) {
-            Ok([result]) => {
-                token_outcome(target, result).map(|ack| Delivery::Token { ack, multicast_id })
-            }
-            Err(results) => Err(Failed::fatal(HttpError::InvalidResponse(format!(
-                "{} results for one target",
-                results.len()
-            )))),
-        },
+        reply @ Reply::Tokens { .. } => {
+            let (multicast_id, results) = reply.token_results(1).map_err(Failed::fatal)?;
+            let [result] = <[TokenResult; 1]>::try_from(results).expect("one result");
+            token_outcome(target, result).map(|ack| Delivery::Token { ack, multicast_id })
+        }
         Reply::Topic(Ok(message_id)) => Ok(Delivery::Topic { message_id }),
         Reply::Topic(Err(code)) => Err(refused(target, code)),
         Reply::Group(outcome) => Ok(Delivery::Group(outcome)),

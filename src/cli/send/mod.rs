@@ -69,7 +69,8 @@ enum Via {
 const AFTER_HELP: &str = "\
 Input: one JSON object per line, the downstream fields of CCS (to or condition, data,
 notification, time_to_live, ...); message_id is generated when absent. Blank, malformed or
-invalid lines get an `invalid` outcome; the others are still sent.
+invalid lines (not UTF-8, not JSON, ...) get an `invalid` outcome with their line number and
+the reason; the others are still sent. An empty input sends nothing and is not an error.
 
 Output: one JSON object per input line, written as outcomes arrive (not in input order):
   {\"line\":N,\"message_id\":..,\"to\":..,\"outcome\":\"acked\"|\"nacked\"|\"failed\"|\"invalid\",
@@ -83,8 +84,9 @@ Ctrl-C stops reading, waits for the messages in flight and writes their outcomes
 again to quit at once); --resume then sends only what has no outcome yet. Every outcome,
 `failed` included, is final for --resume.
 
-Exit codes: 0 every line has an outcome and none failed, 1 some failed, 2 usage or file
-error, 3 authentication refused, 130 interrupted before the end of the input.
+Exit codes: 0 every line has an outcome and none failed (`invalid` and `nacked` lines and an
+empty input included), 1 some failed, 2 usage or file error, 3 authentication refused, 130
+interrupted before the end of the input.
 
 Examples:
   export GCM_API_KEY=emulator-key
@@ -164,6 +166,9 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
 
     let summary = summarize(&progress, tally, &sender, lines, &done, elapsed);
     print_summary(&summary, args.json);
+    if lines == 0 && matches!(stop, Stop::EndOfInput) {
+        eprintln!("note: the input is empty (0 lines): nothing was sent");
+    }
     let refused = progress.refused.load(Relaxed);
     if refused > 0 {
         return Err(Failure {
