@@ -311,6 +311,13 @@ fn top_level(ns: &str, start: &BytesStart<'_>) -> Result<TopLevel, WireError> {
     let name = start.local_name();
     Ok(match name.into_inner() {
         "stream" if ns == NS_STREAMS => TopLevel::Header(stream_header(start)?),
+        // The splitter takes any top-level `stream` open tag for a header (it stays open).
+        "stream" => {
+            return Err(WireError::Malformed(format!(
+                "<stream> in namespace `{}` is not a stream header",
+                snippet(ns)
+            )));
+        }
         "message" if is_client_ns(ns) => TopLevel::Message(MessageBuilder::new(start)?),
         _ => TopLevel::Element(ElementBuilder::new(ns, start)?),
     })

@@ -117,14 +117,23 @@ impl<R> Input<R> {
     /// Skips whitespace between items; true if a complete item is buffered.
     fn item_ready(&mut self) -> bool {
         if !self.in_item {
-            let ready = &self.buf[self.pos..self.split.ready()];
-            let skip = ready
+            let gap = &self.buf[self.pos..self.split.ready().max(self.pos)];
+            let skip = gap
                 .iter()
                 .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(ready.len());
+                .unwrap_or(gap.len());
             self.pos += skip;
         }
-        self.pos < self.split.ready()
+        self.split.item_end_after(self.pos).is_some()
+    }
+
+    /// The end of the item the parser is in (ends before it were forgotten by `item_ready`
+    /// when it began).
+    fn item_end(&self) -> usize {
+        match self.split.first_end() {
+            Some(end) if self.in_item => end.max(self.pos),
+            _ => self.pos,
+        }
     }
 
     /// Drops consumed bytes and makes room for at least one more read.
@@ -202,17 +211,18 @@ impl<R> Read for Input<R> {
     }
 }
 
-/// What the parser sees: the complete items buffered, and nothing after them (an empty read,
-/// which it takes for the end of input, only happens if it disagrees with the splitter).
+/// What the parser sees: the current complete item and nothing after it, so where the parser
+/// stops never depends on what else happens to be buffered. (An empty read, which it takes
+/// for the end of input, only happens if it disagrees with the splitter about the item.)
 impl<R> BufRead for Input<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if !self.in_item && self.item_ready() {
             self.in_item = true;
         }
-        Ok(&self.buf[self.pos..self.split.ready()])
+        Ok(&self.buf[self.pos..self.item_end()])
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.split.ready());
+        self.pos = (self.pos + amt).min(self.item_end());
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! A top-level item is a whole element (`<message>…</message>`, `<iq/>`), a stream header
 //! (an open tag named `stream`, which stays open), a closing tag at the top (`</stream:stream>`),
-//! a comment, processing instruction, CDATA section or markup declaration, or a run of
-//! character data. The splitter only finds where each ends (quotes, comments, CDATA and
+//! a comment, processing instruction, CDATA section or markup declaration, or the first byte
+//! of top-level character data (an error in any case). The splitter only finds where each ends (quotes, comments, CDATA and
 //! declaration brackets respected); the parser checks everything else. The scan resumes where
 //! it stopped, so every byte is looked at once however the data is chunked.
+
+use std::collections::VecDeque;
 
 use memchr::memmem;
 
@@ -17,8 +19,6 @@ use crate::error::WireError;
 enum State {
     /// Between items: whitespace is skipped.
     Between,
-    /// Character data at the top level (an error the parser reports), up to the next `<`.
-    TopText,
     /// Character data inside an element.
     Content,
     /// A `<` at `tag`, not classified yet.
@@ -40,6 +40,8 @@ pub(super) struct Splitter {
     at: usize,
     /// Everything before this is complete items and whitespace between them.
     ready: usize,
+    /// Where each complete item not yet handed over ends.
+    ends: VecDeque<usize>,
     /// Where the current incomplete item began.
     item: Option<usize>,
     /// Open elements inside the current item.
@@ -56,6 +58,7 @@ impl Splitter {
         Splitter {
             at: 0,
             ready: 0,
+            ends: VecDeque::new(),
             item: None,
             depth: 0,
             state: State::Between,
@@ -69,6 +72,19 @@ impl Splitter {
         self.ready
     }
 
+    /// The end of the first complete item that ends after `pos`, forgetting those before.
+    pub(super) fn item_end_after(&mut self, pos: usize) -> Option<usize> {
+        while self.ends.front().is_some_and(|&end| end <= pos) {
+            self.ends.pop_front();
+        }
+        self.ends.front().copied()
+    }
+
+    /// The end of the first complete item not yet forgotten.
+    pub(super) fn first_end(&self) -> Option<usize> {
+        self.ends.front().copied()
+    }
+
     /// An item has begun and is not complete yet.
     pub(super) fn mid_item(&self) -> bool {
         self.item.is_some()
@@ -78,6 +94,13 @@ impl Splitter {
     pub(super) fn shift(&mut self, n: usize) {
         self.at -= n;
         self.ready -= n;
+        self.ends.retain_mut(|end| match end.checked_sub(n) {
+            Some(shifted) => {
+                *end = shifted;
+                true
+            }
+            None => false,
+        });
         if let Some(item) = &mut self.item {
             *item -= n;
         }
@@ -126,15 +149,14 @@ impl Splitter {
                 self.at = start;
                 self.ready = start;
                 self.item = Some(start);
-                self.state = match data[start] {
-                    b'<' => State::Lt { tag: start },
-                    _ => State::TopText,
-                };
-            }
-            State::TopText => {
-                let end = memchr::memchr(b'<', &data[at..]).map_or(data.len(), |i| at + i);
-                self.at = end;
-                self.complete();
+                if data[start] == b'<' {
+                    self.state = State::Lt { tag: start };
+                } else {
+                    // Character data at the top level is an error the parser reports; its
+                    // first byte is enough, and an item that short cannot depend on reads.
+                    self.at = start + 1;
+                    self.complete();
+                }
             }
             State::Content => match memchr::memchr(b'<', &data[at..]) {
                 Some(i) => self.state = State::Lt { tag: at + i },
@@ -282,6 +304,7 @@ impl Splitter {
     }
 
     fn complete(&mut self) {
+        self.ends.push_back(self.at);
         self.ready = self.at;
         self.item = None;
         self.state = State::Between;
@@ -359,10 +382,10 @@ mod tests {
     }
 
     #[test]
-    fn top_level_text_is_an_item_of_its_own() {
+    fn top_level_text_is_an_item_of_one_byte() {
         let mut s = Splitter::new(usize::MAX, 16);
         s.scan(b"  hello <iq/>").unwrap();
-        assert_eq!(s.ready(), 13);
+        assert_eq!(s.item_end_after(0), Some(3));
     }
 
     #[test]

@@ -860,3 +860,30 @@ proptest::proptest! {
         proptest::prop_assert!(!matches!(error, WireError::Io(_) | WireError::InvalidChar(_)), "{:?}", error);
     }
 }
+
+/// Found by the `frame_reader` fuzzer after the reader began splitting items at the byte
+/// level: a top-level `stream` element outside the streams namespace was read as an element
+/// running to the end of whatever was buffered, so the outcome depended on read boundaries.
+#[tokio::test]
+async fn a_stream_element_in_another_namespace_is_refused_whatever_the_reads() {
+    let input = format!(
+        r#"{SERVER_HEADER}<x:stream xmlns:x="urn:other"><iq/></x:stream><iq type="result"/>"#
+    );
+    let whole = read_until_error(&mut FrameReader::new(
+        Chunks::new([&input]),
+        Limits::default(),
+    ))
+    .await;
+    let bytewise = read_until_error(&mut FrameReader::new(
+        Chunks::bytewise(input.as_bytes()),
+        Limits::default(),
+    ))
+    .await;
+    for (frames, error) in [&whole, &bytewise] {
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(
+            matches!(error, WireError::Malformed(m) if m.contains("not a stream header")),
+            "{error:?}"
+        );
+    }
+}
