@@ -425,17 +425,23 @@ mod tests {
     use super::*;
     use crate::Event;
 
+    /// An emulator for sender `123` and a client connected to it in memory.
+    async fn with_client(cfg: EmulatorConfig) -> (Emulator, Client) {
+        let emu = Emulator::start(cfg).await.unwrap();
+        let client = emu
+            .connect_in_memory(emu.client_config("123", "key"))
+            .await
+            .unwrap();
+        (emu, client)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn timed_upstream_and_drain() {
         let mut cfg = EmulatorConfig::new("123", "key");
         cfg.script.faults.upstream_every_ms = 1_000;
         cfg.script.faults.drain_after_ms = 2_500;
         cfg.script.faults.keepalive_ms = 0;
-        let emu = Emulator::start(cfg).await.unwrap();
-        let client = emu
-            .connect_in_memory(emu.client_config("123", "key"))
-            .await
-            .unwrap();
+        let (emu, client) = with_client(cfg).await;
         let mut events = client.events();
         let (mut upstream, mut drained) = (0, false);
         while !drained {
@@ -466,11 +472,7 @@ mod tests {
         }];
         cfg.script.faults.drain_close_ms = 2_000;
         cfg.script.faults.drain_close_when_flushed = when_flushed;
-        let emu = Emulator::start(cfg).await.unwrap();
-        let client = emu
-            .connect_in_memory(emu.client_config("123", "key"))
-            .await
-            .unwrap();
+        let (emu, client) = with_client(cfg).await;
         let mut events = client.events();
         let mut pending = Vec::new();
         for i in 0..5 {
