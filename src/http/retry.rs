@@ -1,5 +1,8 @@
 //! The retry schedule of one HTTP send (http-legacy §7): jittered exponential backoff from
-//! the [`RetryPolicy`], `Retry-After` as a floor, bounded by attempts and the deadline.
+//! the [`RetryPolicy`], `Retry-After` as a floor, bounded by attempts and the deadline. A
+//! `Retry-After` longer than the policy would ever wait by itself (the larger of its two
+//! backoff caps) ends the retries: the caller gets the failure instead of a send that sleeps
+//! for hours.
 
 use std::time::Duration;
 
@@ -25,7 +28,8 @@ impl<'a> Schedule<'a> {
     }
 
     /// Records a retryable failure. Returns how long to wait before the next attempt, or
-    /// `None` when the attempts are used up or the wait would pass the deadline.
+    /// `None` when the attempts are used up, the server asks for a longer wait than the
+    /// policy's longest backoff, or the wait would pass the deadline.
     pub fn next_delay(&mut self, floor: Option<Duration>) -> Option<Duration> {
         self.failures += 1;
         if self.failures >= self.policy.max_attempts {
@@ -36,7 +40,16 @@ impl<'a> Schedule<'a> {
             self.policy.max_backoff,
             self.failures,
         );
-        let delay = backoff.max(floor.unwrap_or(Duration::ZERO));
+        let floor = floor.unwrap_or(Duration::ZERO);
+        if floor
+            > self
+                .policy
+                .max_backoff
+                .max(self.policy.max_rate_limit_backoff)
+        {
+            return None;
+        }
+        let delay = backoff.max(floor);
         match self.policy.deadline {
             // Saturating: `Retry-After` is the server's to choose, up to u64::MAX seconds.
             Some(deadline) if self.started.elapsed().saturating_add(delay) > deadline => None,
@@ -113,5 +126,20 @@ mod tests {
     fn one_attempt_means_no_retry() {
         let p = policy(1);
         assert_eq!(Schedule::new(&p).next_delay(None), None);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_longest_backoff_gives_up_without_a_deadline() {
+        let p = RetryPolicy {
+            max_rate_limit_backoff: Duration::from_secs(300),
+            ..policy(5)
+        };
+        let mut s = Schedule::new(&p);
+        assert_eq!(
+            s.next_delay(Some(Duration::from_secs(300))),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(s.next_delay(Some(Duration::from_secs(301))), None);
+        assert_eq!(s.next_delay(Some(Duration::MAX)), None);
     }
 }
