@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
 
@@ -108,6 +108,8 @@ pub(crate) struct Link {
     pub activity: Activity,
     pub jid: String,
     reader: JoinHandle<()>,
+    /// Lets the reader start; see [`Link::release_reader`].
+    release: Option<oneshot::Sender<()>>,
 }
 
 impl Drop for Link {
@@ -117,6 +119,15 @@ impl Drop for Link {
 }
 
 impl Link {
+    /// Lets the reader task start reporting. The driver calls it once it has registered the
+    /// connection, so nothing the server sends first (a drain, an upstream message) can reach
+    /// the driver before the connection does.
+    pub fn release_reader(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+
     /// Queues a stanza; false if the writer is gone (the close event is on its way).
     pub fn send(&self, stanza: Bytes) -> bool {
         self.tx.send(Outbound::Stanza(stanza)).is_ok()
@@ -167,12 +178,19 @@ where
         events: events.clone(),
     };
     tokio::spawn(writer.run(est.writer, rx));
-    let reader = tokio::spawn(read_loop(conn, est.reader, tx.clone(), events, app));
+    let tx_reader = tx.clone();
+    let (release, released) = oneshot::channel();
+    let reader = tokio::spawn(async move {
+        if released.await.is_ok() {
+            read_loop(conn, est.reader, tx_reader, events, app).await;
+        }
+    });
     Link {
         tx,
         activity,
         jid: est.jid,
         reader,
+        release: Some(release),
     }
 }
 
@@ -404,5 +422,47 @@ mod tests {
         assert!(reason.contains("write stalled"), "{reason}");
         assert_eq!(started.elapsed(), Duration::from_secs(60));
         task.await.unwrap();
+    }
+
+    /// What the server sends right after binding (here a drain) waits until the driver has
+    /// registered the connection and released the reader.
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_reports_nothing_before_it_is_released() {
+        use tokio::io::AsyncWriteExt;
+
+        let (ours, mut server) = tokio::io::duplex(4096);
+        let mut header = Vec::new();
+        wire::write::server_stream_header(&mut header, "gcm.googleapis.com", "1");
+        wire::write::gcm_server_message(
+            &mut header,
+            r#"{"message_type":"control","control_type":"CONNECTION_DRAINING"}"#,
+        )
+        .unwrap();
+        server.write_all(&header).await.unwrap();
+        let (r, w) = tokio::io::split(ours);
+        let mut reader = FrameReader::new(r, wire::Limits::default());
+        assert!(matches!(
+            reader.next_frame().await,
+            Ok(Frame::StreamOpen(_))
+        ));
+        let est = Established {
+            reader,
+            writer: w,
+            jid: "123@gcm.googleapis.com/r".into(),
+        };
+        let cfg = Config::new(crate::config::Credentials::new("123", "key"));
+        let (events, mut reports) = mpsc::unbounded_channel();
+        let (app, _) = broadcast::channel(8);
+        let mut link = start(3, est, &cfg, events, app);
+        let early = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+        assert!(early.is_err(), "a report before the release");
+        link.release_reader();
+        let Some(ConnEvent::Inbound { conn: 3, inbound }) = reports.recv().await else {
+            panic!("the drain must be reported once released");
+        };
+        assert!(matches!(
+            inbound,
+            Inbound::Control(response::Control::ConnectionDraining)
+        ));
     }
 }

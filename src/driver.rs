@@ -390,7 +390,7 @@ impl Driver {
 
     // ----- connections ---------------------------------------------------------------------
 
-    fn add_conn(&mut self, id: ConnId, link: Link) {
+    fn add_conn(&mut self, id: ConnId, mut link: Link) {
         info!(conn = id, jid = %link.jid, "connected");
         let reconnect = self.replacements_owed > 0;
         if reconnect {
@@ -402,6 +402,8 @@ impl Driver {
             jid: link.jid.clone(),
             reconnect,
         });
+        // Registered before the reader reports anything (this task handles its reports).
+        link.release_reader();
         self.conns.insert(
             id,
             Conn {
