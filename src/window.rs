@@ -20,6 +20,8 @@ pub enum InsertError {
 pub struct Slot<T> {
     pub item: T,
     pub sent_at: Instant,
+    /// Insertion order, for messages sent at the same instant.
+    seq: u64,
 }
 
 /// A bounded map `message_id → item` of messages on the wire.
@@ -27,6 +29,7 @@ pub struct Slot<T> {
 pub struct InFlight<T> {
     capacity: usize,
     entries: HashMap<Arc<str>, Slot<T>>,
+    inserted: u64,
 }
 
 impl<T> InFlight<T> {
@@ -35,6 +38,7 @@ impl<T> InFlight<T> {
         InFlight {
             capacity,
             entries: HashMap::with_capacity(capacity),
+            inserted: 0,
         }
     }
 
@@ -56,7 +60,16 @@ impl<T> InFlight<T> {
         if self.entries.contains_key(&id) {
             return Err((InsertError::Duplicate, item));
         }
-        self.entries.insert(id, Slot { item, sent_at: now });
+        self.inserted += 1;
+        let seq = self.inserted;
+        self.entries.insert(
+            id,
+            Slot {
+                item,
+                sent_at: now,
+                seq,
+            },
+        );
         Ok(())
     }
 
@@ -80,10 +93,11 @@ impl<T> InFlight<T> {
             .collect()
     }
 
-    /// Empties the window (the connection died), oldest first.
+    /// Empties the window (the connection died), oldest first; messages sent at the same
+    /// instant in the order they were inserted.
     pub fn drain(&mut self) -> Vec<T> {
         let mut all: Vec<Slot<T>> = self.entries.drain().map(|(_, s)| s).collect();
-        all.sort_by_key(|s| s.sent_at);
+        all.sort_by_key(|s| (s.sent_at, s.seq));
         all.into_iter().map(|s| s.item).collect()
     }
 }
@@ -140,6 +154,17 @@ mod tests {
         );
         assert_eq!(w.drain(), vec!["mid", "late"]);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn messages_sent_at_one_instant_drain_in_insertion_order() {
+        let t0 = Instant::now();
+        let mut w = InFlight::new(100);
+        let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        for name in &names {
+            w.insert(id(name), name.clone(), t0).unwrap();
+        }
+        assert_eq!(w.drain(), names);
     }
 
     proptest! {
