@@ -449,7 +449,15 @@ impl MessageBuilder {
 /// A fresh message id: `m-` + 32 lowercase hex digits of a random 128-bit value (thread-local,
 /// OS-seeded CSPRNG), so ids are unique across connections and processes (spec §9.4).
 pub fn generate_message_id() -> String {
-    format!("m-{:032x}", rand::rng().random::<u128>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let value = rand::rng().random::<u128>();
+    let mut id = String::with_capacity(34);
+    id.push_str("m-");
+    id.extend((0..32).rev().map(|nibble| {
+        let digit = (value >> (nibble * 4)) & 0xF;
+        char::from(HEX[digit as usize])
+    }));
+    id
 }
 
 /// The JSON type name of `v`, for error messages.
@@ -1171,6 +1179,8 @@ mod tests {
                 hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
                 "{id}"
             );
+            let value = u128::from_str_radix(hex, 16).unwrap();
+            assert_eq!(format!("{value:032x}"), hex);
             assert_eq!(check_message_id(id.clone()).as_ref(), Ok(id));
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -482,8 +483,18 @@ pub(crate) fn send_upstream(shared: &Shared, ctl: &ConnCtl, id: &str, json: &str
     ctl.out.send(Out::Bytes(b)).is_ok()
 }
 
-fn js(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// An ack or nack as CCS writes it, members in its order (spec §8.1, §8.2).
+#[derive(Serialize)]
+struct ReplyJson<'a> {
+    message_type: &'a str,
+    message_id: &'a str,
+    from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registration_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
 }
 
 struct Ctx {
@@ -655,37 +666,36 @@ impl Ctx {
         if self.shared.track_ids {
             self.shared.rec.accepted(id);
         }
-        let json = match canonical {
-            Some(c) => format!(
-                r#"{{"message_type":"ack","message_id":{},"from":{},"registration_id":{}}}"#,
-                js(id),
-                js(to),
-                js(c)
-            ),
-            None => format!(
-                r#"{{"message_type":"ack","message_id":{},"from":{}}}"#,
-                js(id),
-                js(to)
-            ),
-        };
         self.shared.rec.acks_sent.fetch_add(1, Relaxed);
-        self.reply(json, delay);
+        let ack = ReplyJson {
+            message_type: "ack",
+            message_id: id,
+            from: to,
+            registration_id: canonical,
+            error: None,
+            error_description: None,
+        };
+        self.reply(&ack, delay);
     }
 
     fn nack(&self, id: &str, to: &str, code: &str, description: &str, delay: Option<Duration>) {
-        let json = format!(
-            r#"{{"message_type":"nack","message_id":{},"from":{},"error":{},"error_description":{}}}"#,
-            js(id),
-            js(to),
-            js(code),
-            js(description)
-        );
         self.shared.rec.nacks_sent.fetch_add(1, Relaxed);
-        self.reply(json, delay);
+        let nack = ReplyJson {
+            message_type: "nack",
+            message_id: id,
+            from: to,
+            registration_id: None,
+            error: Some(code),
+            error_description: Some(description),
+        };
+        self.reply(&nack, delay);
     }
 
     /// Writes an ack/nack now or after `delay`, releasing the message's pending slot.
-    fn reply(&self, json: String, delay: Option<Duration>) {
+    fn reply(&self, json: &ReplyJson<'_>, delay: Option<Duration>) {
+        let Ok(json) = serde_json::to_string(json) else {
+            return;
+        };
         let mut b = Vec::with_capacity(json.len() + 80);
         if write::gcm_server_message(&mut b, &json).is_err() {
             return;
