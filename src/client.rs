@@ -103,7 +103,7 @@ impl Client {
     /// `PendingAck` does not cancel the send.
     pub async fn submit(&self, msg: Message) -> Result<PendingAck, SendError> {
         let mut stanza = Vec::with_capacity(msg.payload_size() + 256);
-        wire::write::gcm_message(&mut stanza, msg.message_id(), &msg.to_json()).map_err(|e| {
+        wire::write::gcm_message_of(&mut stanza, msg.message_id(), &msg).map_err(|e| {
             ValidationError::InvalidField {
                 field: "payload".into(),
                 reason: e.to_string(),

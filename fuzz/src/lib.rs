@@ -135,14 +135,18 @@ pub fn check_ndjson(data: &[u8]) {
     }
 }
 
-/// A valid message goes on the wire and comes back the same: the stanza encodes, the frame
-/// reader (default limits) reads it, the id attribute is the message id, and the payload
-/// validates into an equal message with the same JSON. (The payload text may differ from
-/// `to_json()`: U+FFFE and U+FFFF, which XML cannot carry, travel as JSON escapes.)
+/// A valid message goes on the wire and comes back the same: the stanza encodes (the client's
+/// one-pass encoder, byte for byte what serializing then escaping gives), the frame reader
+/// (default limits) reads it, the id attribute is the message id, and the payload validates
+/// into an equal message with the same JSON. (The payload text may differ from `to_json()`:
+/// U+FFFE and U+FFFF, which XML cannot carry, travel as JSON escapes.)
 pub fn assert_round_trip(m: &Message) {
     let json = m.to_json();
     let mut bytes = CLIENT_HEADER.to_vec();
-    write::gcm_message(&mut bytes, m.message_id(), &json).expect("a valid message encodes");
+    write::gcm_message_of(&mut bytes, m.message_id(), m).expect("a valid message encodes");
+    let mut two_pass = CLIENT_HEADER.to_vec();
+    write::gcm_message(&mut two_pass, m.message_id(), &json).expect("a valid message encodes");
+    assert_eq!(bytes, two_pass, "one pass and two passes differ");
     let (frames, error) = frames(&bytes, &[usize::MAX], Limits::default());
     assert!(
         matches!(error, WireError::Eof { mid_stanza: false }),

@@ -8,6 +8,9 @@
 //! name is written as `undefined-condition`.
 
 use std::convert::Infallible;
+use std::io;
+
+use serde::Serialize;
 
 use super::frame::{
     NS_BIND, NS_CLIENT, NS_PING, NS_SASL, NS_SESSION, NS_STANZA_ERRORS, NS_STREAM_ERRORS,
@@ -155,11 +158,37 @@ pub fn iq_error(out: &mut Vec<u8>, id: Option<&str>, kind: &str, condition: &str
 
 /// A client → server message: `<message id=".."><gcm xmlns="google:mobile:data">JSON</gcm></message>`.
 pub fn gcm_message(out: &mut Vec<u8>, id: &str, json: &str) -> Result<(), WireError> {
+    client_message(out, id, |out| escape(out, json, &TEXT, json_char))
+}
+
+/// Like [`gcm_message`] with `value` serialized to JSON and escaped in the same pass, without
+/// an intermediate JSON string: the bytes of `gcm_message(out, id, &to_string(value))`.
+pub fn gcm_message_of(
+    out: &mut Vec<u8>,
+    id: &str,
+    value: &impl Serialize,
+) -> Result<(), WireError> {
+    client_message(out, id, |out| {
+        let mut json = serde_json::Serializer::with_formatter(out, XmlTextFormatter);
+        value
+            .serialize(&mut json)
+            .map_err(|e| WireError::Malformed(format!("cannot encode the payload: {e}")))
+    })
+}
+
+/// `<message id=".."><gcm xmlns="google:mobile:data">` + `payload` + the closing tags.
+fn client_message(
+    out: &mut Vec<u8>,
+    id: &str,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
     all_or_nothing(out, |out| {
         raw(out, "<message");
         attr(out, "id", id);
         raw(out, ">");
-        gcm_payload(out, GCM_PLAIN, json)?;
+        raw(out, GCM_PLAIN.0);
+        payload(out)?;
+        raw(out, GCM_PLAIN.1);
         raw(out, "</message>");
         Ok(())
     })
@@ -405,16 +434,16 @@ const ATTRIBUTE: [bool; 256] = special_bytes(true);
 
 /// Appends `s` escaped, copying runs of ordinary bytes at once. Characters XML 1.0 cannot carry
 /// (C0 controls other than tab / LF / CR, U+FFFE, U+FFFF) are handed to `invalid`.
-fn escape<E>(
-    out: &mut Vec<u8>,
+fn escape<S: Sink + ?Sized, E>(
+    out: &mut S,
     s: &str,
     special: &[bool; 256],
-    mut invalid: impl FnMut(&mut Vec<u8>, char) -> Result<(), E>,
+    mut invalid: impl FnMut(&mut S, char) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut rest = s.as_bytes();
     while let Some(at) = rest.iter().position(|&b| special[usize::from(b)]) {
         let (run, tail) = rest.split_at(at);
-        out.extend_from_slice(run);
+        out.put(run);
         let used = match tail {
             [0xEF, 0xBF, last @ (0xBE | 0xBF), ..] => {
                 invalid(
@@ -429,9 +458,9 @@ fn escape<E>(
             }
             [b, ..] => {
                 match reference(*b) {
-                    Some(reference) => out.extend_from_slice(reference),
+                    Some(reference) => out.put(reference),
                     None if *b < 0x20 => invalid(out, char::from(*b))?,
-                    None => out.push(*b),
+                    None => out.put(&[*b]),
                 }
                 1
             }
@@ -439,7 +468,7 @@ fn escape<E>(
         };
         rest = tail.get(used..).unwrap_or_default();
     }
-    out.extend_from_slice(rest);
+    out.put(rest);
     Ok(())
 }
 
@@ -460,13 +489,60 @@ fn reference(b: u8) -> Option<&'static [u8]> {
 
 /// In JSON, U+FFFE / U+FFFF can only occur inside strings: write them as JSON escapes, which
 /// decode to the same string. Control characters are refused (serde_json never emits them raw).
-fn json_char(out: &mut Vec<u8>, c: char) -> Result<(), WireError> {
+fn json_char<S: Sink + ?Sized>(out: &mut S, c: char) -> Result<(), WireError> {
     match c {
-        '\u{FFFE}' => out.extend_from_slice(br"\ufffe"),
-        '\u{FFFF}' => out.extend_from_slice(br"\uffff"),
+        '\u{FFFE}' => out.put(br"\ufffe"),
+        '\u{FFFF}' => out.put(br"\uffff"),
         _ => return Err(WireError::InvalidChar(u32::from(c))),
     }
     Ok(())
+}
+
+/// Where escaped bytes go: a buffer, or a writer while serde_json serializes.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A [`Sink`] over an `io::Write`, keeping the first error.
+struct WriteSink<'a, W: ?Sized> {
+    writer: &'a mut W,
+    error: Option<io::Error>,
+}
+
+impl<W: io::Write + ?Sized> Sink for WriteSink<'_, W> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.error.is_none()
+            && let Err(e) = self.writer.write_all(bytes)
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// serde_json's compact output with every string fragment escaped as XML character data as
+/// it is written. Everything else serde_json writes (punctuation, numbers, `\n`-style escapes)
+/// is plain ASCII that needs no escaping.
+struct XmlTextFormatter;
+
+impl serde_json::ser::Formatter for XmlTextFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut sink = WriteSink {
+            writer,
+            error: None,
+        };
+        escape(&mut sink, fragment, &TEXT, json_char).map_err(io::Error::other)?;
+        sink.error.map_or(Ok(()), Err)
+    }
 }
 
 fn reject_char(_: &mut Vec<u8>, c: char) -> Result<(), WireError> {

@@ -463,4 +463,15 @@ proptest! {
         let parsed: Value = serde_json::from_str(message.gcm.as_deref().unwrap()).unwrap();
         prop_assert_eq!(parsed, value);
     }
+
+    /// Serializing while escaping gives exactly the bytes of serialize-then-escape.
+    #[test]
+    fn serializing_in_one_pass_matches_two(value in json_value(), id in json_string()) {
+        let mut two = Vec::new();
+        gcm_message(&mut two, &id, &serde_json::to_string(&value).unwrap()).unwrap();
+        let mut one = b"kept".to_vec();
+        gcm_message_of(&mut one, &id, &value).unwrap();
+        prop_assert_eq!(&one[..4], b"kept");
+        prop_assert_eq!(&one[4..], &two[..]);
+    }
 }
