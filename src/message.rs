@@ -157,6 +157,9 @@ pub struct Message {
     message_id: String,
     #[serde(flatten)]
     options: Options,
+    /// [`Message::payload_size`], computed once when the message is built.
+    #[serde(skip)]
+    payload_size: usize,
 }
 
 impl Message {
@@ -263,13 +266,7 @@ impl Message {
     /// entry, the key's bytes plus the value's (a string's UTF-8 bytes, any other value's
     /// JSON text).
     pub fn payload_size(&self) -> usize {
-        let data = self.options.data.as_ref().map_or(0, map_payload_size);
-        let notification = self
-            .options
-            .notification
-            .as_ref()
-            .map_or(0, Notification::payload_size);
-        data + notification
+        self.payload_size
     }
 }
 
@@ -388,13 +385,19 @@ impl MessageBuilder {
         if let Some(notification) = &self.options.notification {
             check_notification_extra(notification)?;
         }
-        let message = Message {
+        let data = self.options.data.as_ref().map_or(0, map_payload_size);
+        let notification = self
+            .options
+            .notification
+            .as_ref()
+            .map_or(0, Notification::payload_size);
+        let payload_size = check_payload_size(data + notification)?;
+        Ok(Message {
             target,
             message_id,
             options: self.options,
-        };
-        check_payload_size(message.payload_size())?;
-        Ok(message)
+            payload_size,
+        })
     }
 
     fn data_entries(&mut self) -> &mut Map<String, Value> {
@@ -645,14 +648,14 @@ fn check_notification_extra(notification: &Notification) -> Result<(), Validatio
     }
 }
 
-fn check_payload_size(size: usize) -> Result<(), ValidationError> {
+fn check_payload_size(size: usize) -> Result<usize, ValidationError> {
     if size > MAX_PAYLOAD_BYTES {
         return Err(ValidationError::PayloadTooLarge {
             size,
             limit: MAX_PAYLOAD_BYTES,
         });
     }
-    Ok(())
+    Ok(size)
 }
 
 fn map_payload_size(map: &Map<String, Value>) -> usize {

@@ -171,12 +171,7 @@ async fn demo_json_counts_add_up() {
 async fn send_gives_every_line_one_outcome() {
     let emu = emulator(script(vec![
         rule("tok-7", nack("DEVICE_UNREGISTERED")),
-        rule(
-            "tok-9",
-            Reply::Canonical {
-                registration_id: "new-token".into(),
-            },
-        ),
+        rule("tok-9", canonical("new-token")),
     ]))
     .await;
     let s = Scratch::new(&emu);
@@ -345,13 +340,7 @@ async fn send_reads_stdin_and_writes_stdout() {
 
 #[tokio::test]
 async fn stream_prints_handshake_acks_upstream_and_receipts() {
-    let emu = emulator(script(vec![rule(
-        "canon-",
-        Reply::Canonical {
-            registration_id: "fresh".into(),
-        },
-    )]))
-    .await;
+    let emu = emulator(script(vec![rule("canon-", canonical("fresh"))])).await;
     let s = Scratch::new(&emu);
     let mut cmd = s.client("stream", &emu);
     cmd.args(["--to", "canon-1", "--data", r#"{"k":"v"}"#, "--receipt"])
@@ -466,12 +455,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
 async fn http_multicast_reports_each_token() {
     let emu = http_emulator(script(vec![
         rule("gone-", nack("DEVICE_UNREGISTERED")),
-        rule(
-            "old-",
-            Reply::Canonical {
-                registration_id: "new-token".into(),
-            },
-        ),
+        rule("old-", canonical("new-token")),
     ]))
     .await;
     let s = Scratch::new(&emu);

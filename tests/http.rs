@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KEY, SENDER, nack, rule, script};
+use common::{KEY, SENDER, canonical, nack, rule, script};
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script, StatusBurst};
 use gcm_ccs::http::{Delivery, GroupOutcome, HttpConfig};
 use gcm_ccs::{HttpError, HttpSender, Message, NackCode, RetryPolicy, SendError};
@@ -119,12 +119,7 @@ async fn single_send_is_acked_with_the_server_id() {
 async fn multicast_of_2500_tokens_is_three_requests_merged_in_order() {
     let emu = emulator(script(vec![
         rule("gone-", nack("DEVICE_UNREGISTERED")),
-        rule(
-            "canon-",
-            Reply::Canonical {
-                registration_id: "fresh-token".into(),
-            },
-        ),
+        rule("canon-", canonical("fresh-token")),
     ]))
     .await;
     let tokens: Vec<String> = (0..2500)
@@ -171,13 +166,7 @@ async fn multicast_of_2500_tokens_is_three_requests_merged_in_order() {
 
 #[tokio::test]
 async fn canonical_id_reaches_the_ack() {
-    let emu = emulator(script(vec![rule(
-        "old-",
-        Reply::Canonical {
-            registration_id: "new-token".into(),
-        },
-    )]))
-    .await;
+    let emu = emulator(script(vec![rule("old-", canonical("new-token"))])).await;
     let ack = sender(&emu).send(&msg("old-1")).await.unwrap();
     assert_eq!(ack.registration_id.as_deref(), Some("new-token"));
 }
@@ -571,13 +560,7 @@ async fn raw(
 
 #[tokio::test]
 async fn emulator_serves_the_documented_edges() {
-    let emu = emulator(script(vec![rule(
-        "canon-",
-        Reply::Canonical {
-            registration_id: "new".into(),
-        },
-    )]))
-    .await;
+    let emu = emulator(script(vec![rule("canon-", canonical("new"))])).await;
     let auth = ("authorization", &*format!("key={KEY}"));
     let json_ct = ("content-type", "application/json");
 

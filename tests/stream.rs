@@ -109,13 +109,7 @@ async fn every_nack_code_surfaces_typed() {
 
 #[tokio::test]
 async fn canonical_registration_id_is_surfaced() {
-    let emu = emulator(script(vec![rule(
-        "old-",
-        Reply::Canonical {
-            registration_id: "new-token".into(),
-        },
-    )]))
-    .await;
+    let emu = emulator(script(vec![rule("old-", canonical("new-token"))])).await;
     let client = client(&emu).await;
     let ack = client
         .send(Message::to("old-token").build().unwrap())

@@ -413,12 +413,16 @@ pub(crate) fn start_drain(shared: &Shared, ctl: &ConnCtl) {
     });
     let (out, state) = (ctl.out.clone(), ctl.state.clone());
     tokio::spawn(async move {
-        let flushed = async {
-            while !when_flushed || state.in_flight.load(Relaxed) > 0 {
-                state.flushed.notified().await;
-            }
-        };
-        let _ = tokio::time::timeout(close_after, flushed).await;
+        if when_flushed {
+            let flushed = async {
+                while state.in_flight.load(Relaxed) > 0 {
+                    state.flushed.notified().await;
+                }
+            };
+            let _ = tokio::time::timeout(close_after, flushed).await;
+        } else {
+            tokio::time::sleep(close_after).await;
+        }
         let _ = out.send(Out::Close);
     });
 }
@@ -693,11 +697,8 @@ impl Ctx {
 
     /// Writes an ack/nack now or after `delay`, releasing the message's pending slot.
     fn reply(&self, json: &ReplyJson<'_>, delay: Option<Duration>) {
-        let Ok(json) = serde_json::to_string(json) else {
-            return;
-        };
-        let mut b = Vec::with_capacity(json.len() + 80);
-        if write::gcm_server_message(&mut b, &json).is_err() {
+        let mut b = Vec::with_capacity(256);
+        if write::gcm_server_message_of(&mut b, json).is_err() {
             return;
         }
         let tx = self.ctl.out.clone();

@@ -168,12 +168,7 @@ pub fn gcm_message_of(
     id: &str,
     value: &impl Serialize,
 ) -> Result<(), WireError> {
-    client_message(out, id, |out| {
-        let mut json = serde_json::Serializer::with_formatter(out, XmlTextFormatter);
-        value
-            .serialize(&mut json)
-            .map_err(|e| WireError::Malformed(format!("cannot encode the payload: {e}")))
-    })
+    client_message(out, id, |out| json_text(out, value))
 }
 
 /// `<message id=".."><gcm xmlns="google:mobile:data">` + `payload` + the closing tags.
@@ -186,9 +181,7 @@ fn client_message(
         raw(out, "<message");
         attr(out, "id", id);
         raw(out, ">");
-        raw(out, GCM_PLAIN.0);
-        payload(out)?;
-        raw(out, GCM_PLAIN.1);
+        payload_element(out, GCM_PLAIN, payload)?;
         raw(out, "</message>");
         Ok(())
     })
@@ -196,9 +189,22 @@ fn client_message(
 
 /// A server → client ack, nack or control message, with the `data:gcm` prefix (§6.3).
 pub fn gcm_server_message(out: &mut Vec<u8>, json: &str) -> Result<(), WireError> {
+    server_message(out, |out| escape(out, json, &TEXT, json_char))
+}
+
+/// Like [`gcm_server_message`] with `value` serialized and escaped in one pass (see
+/// [`gcm_message_of`]).
+pub fn gcm_server_message_of(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), WireError> {
+    server_message(out, |out| json_text(out, value))
+}
+
+fn server_message(
+    out: &mut Vec<u8>,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
     all_or_nothing(out, |out| {
         raw(out, "<message>");
-        gcm_payload(out, GCM_PREFIXED, json)?;
+        payload_element(out, GCM_PREFIXED, payload)?;
         raw(out, "</message>");
         Ok(())
     })
@@ -383,10 +389,27 @@ fn text_element(out: &mut Vec<u8>, name: &str, text: &str) {
 
 /// The payload element with the escaped JSON inside.
 fn gcm_payload(out: &mut Vec<u8>, tags: (&str, &str), json: &str) -> Result<(), WireError> {
+    payload_element(out, tags, |out| escape(out, json, &TEXT, json_char))
+}
+
+/// The payload element around whatever `payload` writes.
+fn payload_element(
+    out: &mut Vec<u8>,
+    tags: (&str, &str),
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<(), WireError> {
     raw(out, tags.0);
-    escape(out, json, &TEXT, json_char)?;
+    payload(out)?;
     raw(out, tags.1);
     Ok(())
+}
+
+/// `value` as JSON, escaped as XML character data while it is serialized.
+fn json_text(out: &mut Vec<u8>, value: &impl Serialize) -> Result<(), WireError> {
+    let mut json = serde_json::Serializer::with_formatter(out, XmlTextFormatter);
+    value
+        .serialize(&mut json)
+        .map_err(|e| WireError::Malformed(format!("cannot encode the payload: {e}")))
 }
 
 fn lossy_text(out: &mut Vec<u8>, text: &str) {

@@ -42,6 +42,13 @@ pub fn nack(code: &str) -> Reply {
     }
 }
 
+/// An ack carrying the canonical registration id `token`.
+pub fn canonical(token: &str) -> Reply {
+    Reply::Canonical {
+        registration_id: token.into(),
+    }
+}
+
 pub fn script(rules: Vec<Rule>) -> Script {
     Script {
         rules,

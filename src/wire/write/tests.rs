@@ -473,5 +473,10 @@ proptest! {
         gcm_message_of(&mut one, &id, &value).unwrap();
         prop_assert_eq!(&one[..4], b"kept");
         prop_assert_eq!(&one[4..], &two[..]);
+        let mut two = Vec::new();
+        gcm_server_message(&mut two, &serde_json::to_string(&value).unwrap()).unwrap();
+        let mut one = Vec::new();
+        gcm_server_message_of(&mut one, &value).unwrap();
+        prop_assert_eq!(one, two);
     }
 }
