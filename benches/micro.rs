@@ -2,8 +2,8 @@
 //! `cargo bench --bench micro`.
 
 use divan::{Bencher, black_box};
-use gcm_ccs::wire::{FrameReader, Limits, write};
-use gcm_ccs::{Message, response};
+use gcm_ccs::Message;
+use gcm_ccs::unstable::{FrameReader, Inbound, Limits, classify_json, write};
 
 fn main() {
     divan::main();
@@ -62,8 +62,8 @@ fn stanza_encode(b: Bencher) {
 
 /// Classifying an ack's JSON.
 #[divan::bench]
-fn ack_classify() -> response::Inbound {
-    response::classify_json(black_box(ACK))
+fn ack_classify() -> Inbound {
+    classify_json(black_box(ACK))
 }
 
 /// Decoding 1000 ack stanzas from one buffer into frames.

@@ -1,77 +1,13 @@
-//! Errors, one type per operation. All are `Clone` so one failure can reach many waiters.
+//! Errors of connecting and of sending, shared by every transport. All are `Clone` so one
+//! failure can reach many waiters.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::response::{Nack, NackCode, StanzaError};
-
-/// A message was refused before anything touched the wire.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ValidationError {
-    /// Neither `to` nor `condition` was given.
-    #[error("message has no target: set `to` (token, topic or notification key) or `condition`")]
-    MissingTarget,
-    /// Both `to` and `condition` were given.
-    #[error("message has both `to` and `condition`: use exactly one")]
-    ConflictingTargets,
-    /// `time_to_live` outside `0..=2419200`. Values beyond `i64` are reported as `i64::MAX`.
-    #[error("`time_to_live` is {0} s: it must be between 0 and 2419200 (28 days)")]
-    TtlOutOfRange(i64),
-    /// The payload (keys and values of `data` and `notification`) is too large.
-    #[error(
-        "payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes"
-    )]
-    PayloadTooLarge { size: usize, limit: usize },
-    /// A reserved key was used in `data`.
-    #[error(
-        "`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed"
-    )]
-    ReservedDataKey(String),
-    /// A field of the HTTP API that CCS (XMPP) does not accept.
-    #[error("`{field}` is not valid over XMPP: {hint}")]
-    HttpOnlyField {
-        field: &'static str,
-        hint: &'static str,
-    },
-    /// A field has the wrong type or an unacceptable value, or is unknown.
-    #[error("field `{field}`: {reason}")]
-    InvalidField { field: String, reason: String },
-    /// The input is not a JSON object, or not JSON at all.
-    #[error("invalid JSON: {0}")]
-    Json(String),
-}
-
-/// A wire-level (XML framing) failure. Fatal for the connection it happened on.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WireError {
-    /// The peer sent XML that is not well-formed or not a valid XMPP stream.
-    #[error("malformed XML from peer: {0}")]
-    Malformed(String),
-    /// A DOCTYPE / entity declaration or an undefined entity reference was sent.
-    #[error("forbidden XML construct from peer: {0}")]
-    Forbidden(String),
-    /// One stanza exceeded the configured size cap.
-    #[error("stanza exceeds the {limit}-byte limit")]
-    TooLarge { limit: usize },
-    /// Stanza nesting exceeded the depth limit.
-    #[error("stanza nesting exceeds depth {limit}")]
-    TooDeep { limit: usize },
-    /// The peer closed the byte stream (EOF) while the XMPP stream was still open.
-    #[error("connection closed by peer{}", if *.mid_stanza { " in the middle of a stanza" } else { "" })]
-    Eof { mid_stanza: bool },
-    /// Text that XML 1.0 cannot carry was given to the writer.
-    #[error("text contains a character XML 1.0 cannot carry: U+{0:04X}")]
-    InvalidChar(u32),
-    /// Transport error.
-    #[error("I/O error: {0}")]
-    Io(Arc<std::io::Error>),
-}
-
-impl From<std::io::Error> for WireError {
-    fn from(e: std::io::Error) -> Self {
-        WireError::Io(Arc::new(e))
-    }
-}
+use crate::http::error::HttpError;
+use crate::inbound::{Nack, NackCode, StanzaError};
+use crate::message::ValidationError;
+use crate::wire::WireError;
 
 /// Establishing an authenticated CCS session failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -83,9 +19,14 @@ pub enum ConnectError {
         #[source]
         source: Arc<std::io::Error>,
     },
-    /// The TLS handshake failed (certificate not trusted, wrong host name, expired, not TLS…).
+    /// The TLS handshake failed for another reason than the certificate (reset, the server
+    /// does not speak TLS, an alert…).
     #[error("TLS handshake with {endpoint} failed: {reason}")]
     Tls { endpoint: String, reason: String },
+    /// The server's certificate is not acceptable: not trusted, expired or not yet valid, or
+    /// for another name. Retrying cannot fix it.
+    #[error("TLS handshake with {endpoint} failed: {reason}")]
+    Certificate { endpoint: String, reason: String },
     /// SASL authentication was refused: wrong sender id or server key. A configuration error.
     #[error(
         "authentication failed for sender {sender_id} ({condition}): check the sender id and server key"
@@ -123,6 +64,15 @@ impl ConnectError {
     pub fn is_auth(&self) -> bool {
         matches!(self, ConnectError::Auth { .. })
     }
+
+    /// Whether another attempt may succeed: false for what only a change of configuration
+    /// fixes (credentials refused, a certificate not accepted, an invalid configuration).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            ConnectError::Auth { .. } | ConnectError::Certificate { .. } | ConnectError::Config(_)
+        )
+    }
 }
 
 /// Sending one message did not end in an ack.
@@ -153,35 +103,6 @@ pub enum SendError {
     /// The HTTP send API refused the request as a whole, or could not be reached.
     #[error(transparent)]
     Http(#[from] HttpError),
-}
-
-/// A failure of a whole HTTP request (per-token errors are [`SendError::Nacked`]). Texts are
-/// the server's own, reduced to one readable line; they never contain the server key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HttpError {
-    /// HTTP 400: the server could not use the request (its plain-text explanation).
-    #[error("request rejected by the server (HTTP 400): {0}")]
-    BadRequest(String),
-    /// HTTP 401: the server key was refused (the HTML page reduced to its text).
-    #[error(
-        "authentication failed (HTTP 401: {0}): check the server key, that the messaging API is enabled and that the key allows this caller"
-    )]
-    Unauthorized(String),
-    /// Any other non-200 status; 5xx statuses are only reported once retries are exhausted.
-    #[error("HTTP {status} from the server: {body}")]
-    Status { status: u16, body: String },
-    /// A 200 response whose body is not one of the documented JSON shapes.
-    #[error("unexpected response from the server: {0}")]
-    InvalidResponse(String),
-    /// Connecting, the TLS handshake or the exchange itself failed.
-    #[error("HTTP transport error: {0}")]
-    Transport(String),
-    /// A device-group send reached only some members; resend to the failed ones individually.
-    #[error(
-        "device group: sent to {} member(s), failed for {} (failed tokens: {:?})",
-        .0.success, .0.failure, .0.failed_registration_ids
-    )]
-    GroupPartialFailure(crate::http::GroupOutcome),
 }
 
 impl SendError {

@@ -1,13 +1,14 @@
 //! # gcm-ccs
 //!
 //! A client for Google Cloud Messaging's XMPP Cloud Connection Server (CCS, later FCM's
-//! "legacy XMPP"), with a local TLS emulator.
+//! "legacy XMPP"), with the legacy HTTP API as a fallback and a local TLS emulator.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use gcm_ccs::{Client, Config, Credentials, Message};
 //!
-//! let client = Client::connect(Config::new(Credentials::new("123456789012", "AIza…"))).await?;
+//! let (client, _incoming) =
+//!     Client::connect(Config::new(Credentials::new("123456789012", "AIza…"))).await?;
 //! let msg = Message::to("device-token").data("score", "3x1").time_to_live(600).build()?;
 //! let ack = client.send(msg).await?;
 //! if let Some(token) = ack.registration_id {
@@ -17,42 +18,48 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layers, bottom up: [`wire`] (XML framing for both roles), `session` (negotiation),
-//! `window` (in-flight bookkeeping), `connection` (reader/writer tasks), `driver` (the one
-//! task owning all state), [`Client`] (the facade), [`events`].
+//! Layers, bottom up: `wire` (XML framing for both roles), [`message`] (downstream
+//! messages and their validation), `inbound` (what servers send us, typed), `error`; one
+//! folder per transport: `xmpp` (the stream: session, connection I/O, the pool machine and
+//! its shell, [`Client`] and [`Incoming`]) and [`http`]; [`Sender`] routing over them;
+//! [`emulator`] on the server role of the same code.
+
+#![allow(missing_docs)]
 
 mod backoff;
-mod client;
-pub mod config;
-mod connection;
-mod driver;
-pub mod error;
-pub mod events;
+mod config;
+mod error;
 pub mod http;
+mod inbound;
 pub mod message;
-pub mod response;
-pub mod sender;
-mod session;
-mod stats;
+mod sender;
 mod tls;
-mod transcript;
-mod window;
-pub mod wire;
+mod wire;
+mod xmpp;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use client::{Client, PendingAck};
-pub use config::{Config, Credentials, Endpoint, ReconnectPolicy, RetryPolicy, ServerKey, Trust};
-pub use driver::Completion;
-pub use error::{ConnectError, HttpError, SendError, ValidationError, WireError};
-pub use events::{ConnId, Event, Events};
-pub use http::{HttpConfig, HttpSender};
-pub use message::{Message, MessageBuilder, Notification, Priority, Target};
-pub use response::{Ack, Control, Inbound, Nack, NackCode, Receipt, StanzaError, Upstream};
-pub use sender::{Route, Sender};
-pub use stats::StatsSnapshot;
-pub use transcript::{Direction, Transcript};
+pub use config::{RetryPolicy, ServerKey, Trust};
+pub use error::{ConnectError, SendError};
+pub use http::{HttpConfig, HttpError, HttpSender};
+pub use inbound::{Ack, Control, Nack, NackCode, Receipt, StanzaError, Upstream};
+pub use message::{Message, MessageBuilder, Notification, Priority, Target, ValidationError};
+pub use sender::{Route, Sender, SenderBuilder};
+pub use wire::{Limits, WireError};
+pub use xmpp::config::{GCM_DOMAIN, MAX_CONNECTIONS, MAX_WINDOW};
+pub use xmpp::{
+    Client, Completion, Config, ConnId, Credentials, Delivery, Direction, Endpoint, Event, Events,
+    Incoming, IncomingMessage, PendingAck, ReconnectPolicy, StatsSnapshot, Transcript,
+};
+
+/// Internals for the fuzz targets, benchmarks and tests (feature `unstable`): the wire codec
+/// of both roles and the classification of inbound stanzas. No stability promise.
+#[cfg(feature = "unstable")]
+pub mod unstable {
+    pub use crate::inbound::{Inbound, classify, classify_json};
+    pub use crate::wire::*;
+}
 
 /// The README's Rust examples, compiled by `cargo test` so they stay true.
 #[cfg(doctest)]

@@ -4,12 +4,11 @@
 
 use std::fmt;
 
-use crate::client::Client;
-use crate::config::Config;
 use crate::error::{ConnectError, SendError};
 use crate::http::{HttpConfig, HttpSender};
+use crate::inbound::Ack;
 use crate::message::Message;
-use crate::response::Ack;
+use crate::xmpp::{Client, Config, Incoming};
 
 /// How a [`Sender`] routes messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +36,21 @@ impl std::str::FromStr for Route {
 }
 
 /// A cloneable sender with the same `send` shape whatever the route.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use gcm_ccs::{Config, Credentials, HttpConfig, Message, Sender};
+///
+/// let key = std::env::var("GCM_API_KEY")?;
+/// let (sender, incoming) = Sender::builder()
+///     .xmpp(Config::new(Credentials::new("123456789012", key.clone())))
+///     .http(HttpConfig::new(key))
+///     .build()
+///     .await?;
+/// sender.send(Message::to("device-token").data("k", "v").build()?).await?;
+/// # drop(incoming);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Sender {
     stream: Option<Client>,
@@ -52,30 +66,57 @@ impl fmt::Debug for Sender {
     }
 }
 
+/// Chooses the transports of a [`Sender`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SenderBuilder {
+    xmpp: Option<Config>,
+    http: Option<HttpConfig>,
+}
+
+impl SenderBuilder {
+    /// Sends over the XMPP stream with `cfg`.
+    pub fn xmpp(mut self, cfg: Config) -> Self {
+        self.xmpp = Some(cfg);
+        self
+    }
+
+    /// Sends over the legacy HTTP API with `cfg` (with the stream too: as its fallback).
+    pub fn http(mut self, cfg: HttpConfig) -> Self {
+        self.http = Some(cfg);
+        self
+    }
+
+    /// Builds the sender and the [`Incoming`] half of its stream (one that never yields for
+    /// HTTP alone). The stream alone waits for its first connection like
+    /// [`Client::connect`], so TLS and auth errors surface here; with HTTP as a fallback it
+    /// starts in the background like [`Client::start`] and never fails for being unreachable.
+    pub async fn build(self) -> Result<(Sender, Incoming), ConnectError> {
+        let http = self.http.map(HttpSender::new).transpose()?;
+        let (stream, incoming) = match (self.xmpp, &http) {
+            (Some(cfg), None) => {
+                let (client, incoming) = Client::connect(cfg).await?;
+                (Some(client), incoming)
+            }
+            (Some(cfg), Some(_)) => {
+                let (client, incoming) = Client::start(cfg)?;
+                (Some(client), incoming)
+            }
+            (None, Some(_)) => (None, Incoming::none()),
+            (None, None) => {
+                return Err(ConnectError::Config(
+                    "a sender needs a transport: the XMPP stream, the HTTP API or both".into(),
+                ));
+            }
+        };
+        Ok((Sender { stream, http }, incoming))
+    }
+}
+
 impl Sender {
-    /// Only the stream; connects first, so TLS and auth errors surface here.
-    pub async fn xmpp(cfg: Config) -> Result<Sender, ConnectError> {
-        Ok(Sender {
-            stream: Some(Client::connect(cfg).await?),
-            http: None,
-        })
-    }
-
-    /// Only HTTP.
-    pub fn http(cfg: HttpConfig) -> Result<Sender, ConnectError> {
-        Ok(Sender {
-            stream: None,
-            http: Some(HttpSender::new(cfg)?),
-        })
-    }
-
-    /// The stream with HTTP fallback. Never fails because the stream is unreachable: the pool
-    /// keeps trying in the background while messages go over HTTP.
-    pub async fn auto(cfg: Config, http: HttpConfig) -> Result<Sender, ConnectError> {
-        Ok(Sender {
-            http: Some(HttpSender::new(http)?),
-            stream: Some(Client::start(cfg).await?),
-        })
+    /// Chooses the transports.
+    pub fn builder() -> SenderBuilder {
+        SenderBuilder::default()
     }
 
     /// The route this sender was built for.

@@ -1,14 +1,11 @@
-//! rustls set-up (ring provider only): the client's verifier and the TCP + TLS connect.
+//! rustls set-up (ring provider only), shared by every transport: the client's verifier, and
+//! handshake failures split into "the certificate is not acceptable" and everything else.
 
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
-use crate::config::{Config, Trust};
+use crate::config::Trust;
 use crate::error::ConnectError;
 
 /// The ring crypto provider; every rustls config in this crate is built with it explicitly.
@@ -38,36 +35,21 @@ pub(crate) fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Opens TCP to the endpoint and performs the TLS handshake with SNI and verification.
-pub(crate) async fn connect(
-    cfg: &Config,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<TlsStream<TcpStream>, ConnectError> {
-    let endpoint = cfg.endpoint.to_string();
-    let name = ServerName::try_from(cfg.tls_server_name().to_owned()).map_err(|e| {
-        ConnectError::Config(format!("TLS server name `{}`: {e}", cfg.tls_server_name()))
-    })?;
-    let work = async {
-        let tcp = TcpStream::connect((cfg.endpoint.host(), cfg.endpoint.port()))
-            .await
-            .map_err(|e| ConnectError::Io {
-                endpoint: endpoint.clone(),
-                source: Arc::new(e),
-            })?;
-        // Small stanzas must not wait for Nagle; we coalesce writes ourselves.
-        let _ = tcp.set_nodelay(true);
-        TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| ConnectError::Tls {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
-            })
-    };
-    tokio::time::timeout(cfg.connect_timeout, work)
-        .await
-        .map_err(|_| ConnectError::Timeout {
-            stage: "TCP connect and TLS handshake",
-            after: cfg.connect_timeout,
-        })?
+/// Types a failed client handshake: a certificate we do not accept (unknown CA, expired,
+/// wrong name) is [`ConnectError::Certificate`], which retrying cannot fix; anything else
+/// (reset, garbage instead of TLS, an alert) is [`ConnectError::Tls`].
+pub(crate) fn handshake_error(endpoint: &str, e: &std::io::Error) -> ConnectError {
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(_)) => ConnectError::Certificate {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        },
+        _ => ConnectError::Tls {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        },
+    }
 }

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gcm_ccs::emulator::{Emulator, EmulatorConfig};
-use gcm_ccs::response::{self, Inbound};
-use gcm_ccs::wire::{self, Frame, FrameReader, Limits, MessageStanza};
+use gcm_ccs::unstable::{self as wire, Frame, FrameReader, Inbound, Limits, MessageStanza};
 use gcm_ccs::{Client, Message, NackCode, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -157,7 +156,7 @@ async fn read_to_close(stream: &mut (impl AsyncRead + Unpin)) -> String {
 
 /// The emulator still serves a well-behaved client.
 async fn still_serves(emu: &Emulator) {
-    let client = bounded(10, Client::connect(config(emu))).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(config(emu))).await.unwrap();
     client
         .send(Message::to("tok").build().unwrap())
         .await
@@ -387,7 +386,7 @@ async fn connections_beyond_the_limit_wait_for_a_slot() {
     }
     // The next client is accepted only once an idle one is cut off.
     let started = Instant::now();
-    let client = bounded(10, Client::connect(config(&emu))).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(config(&emu))).await.unwrap();
     assert!(
         started.elapsed() >= timeout * 9 / 10,
         "{:?}",
@@ -412,7 +411,7 @@ async fn thousands_of_idle_connections_leave_the_emulator_serving() {
     const LIMIT: usize = 1000;
     const IDLE: usize = 2000;
     let emu = start(|cfg| cfg.max_connections = LIMIT).await;
-    let client = bounded(10, Client::connect(config(&emu))).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(config(&emu))).await.unwrap();
 
     // Fill the emulator's slots (the client holds one), then open the rest all at once and
     // keep them open: the kernel queues a few, the others keep retrying their SYNs. They wait.
@@ -561,7 +560,7 @@ async fn unparseable_json_and_missing_message_id_get_stanza_errors() {
             "{t}"
         );
         // And the client library reads it as a stanza error for that id.
-        match response::classify(&m) {
+        match wire::classify(&m) {
             Inbound::StanzaError(se) => assert_eq!(se.id.as_deref(), Some(id)),
             other => panic!("{other:?}"),
         }
@@ -605,7 +604,7 @@ async fn invalid_downstream_json_is_nacked_invalid_json() {
     ] {
         raw.send_json(id, &json).await;
         let m = raw.message().await;
-        match response::classify(&m) {
+        match wire::classify(&m) {
             Inbound::Nack(n) => {
                 assert_eq!(n.message_id.as_deref(), Some(id));
                 assert_eq!(n.code, NackCode::InvalidJson);
@@ -648,7 +647,7 @@ async fn bad_client_acks_are_nacked_bad_ack() {
         ),
     ] {
         raw.send_json("", json).await;
-        match response::classify(&raw.message().await) {
+        match wire::classify(&raw.message().await) {
             Inbound::Nack(n) => {
                 assert_eq!(n.message_id.as_deref(), Some(id));
                 assert_eq!(n.code, NackCode::BadAck);
@@ -666,7 +665,7 @@ async fn bad_client_acks_are_nacked_bad_ack() {
     raw.send_json("", &ack).await;
     eventually("ack recorded", || emu.acked_by_client() == vec![up.clone()]).await;
     raw.send_json("", &ack).await;
-    match response::classify(&raw.message().await) {
+    match wire::classify(&raw.message().await) {
         Inbound::Nack(n) => assert_eq!(n.code, NackCode::BadAck),
         other => panic!("{other:?}"),
     }

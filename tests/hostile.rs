@@ -22,6 +22,8 @@ async fn connect_err(steps: Vec<Step>) -> ConnectError {
 async fn connect_err_with(steps: Vec<Step>, tweak: impl FnOnce(&mut Config)) -> ConnectError {
     let server = RawServer::start(move |_| steps.clone()).await;
     let mut cfg = server.config();
+    // The first attempt's own error (retries are tested in tests/startup.rs).
+    cfg.start_budget = Some(Duration::ZERO);
     tweak(&mut cfg);
     match bounded(10, Client::connect(cfg)).await {
         Ok(_) => panic!("the connect must fail"),
@@ -195,7 +197,7 @@ async fn unknown_elements_and_namespaces_in_the_handshake_are_ignored() {
         send(r#"<iq type="result" id="sess-1" from="gcm.googleapis.com"/> "#),
     ];
     let server = RawServer::start(move |_| steps.clone()).await;
-    let client = bounded(10, Client::connect(server.config())).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(server.config())).await.unwrap();
     assert_eq!(client.jid(), "123456789012@gcm.googleapis.com/odd");
     client.close().await;
 }
@@ -396,6 +398,7 @@ async fn tcp_without_tls_hits_the_connect_timeout() {
     let server = RawServer::start_with(Transport::PlainTcp, |_| vec![]).await;
     let mut cfg = server.config();
     cfg.connect_timeout = Duration::from_millis(300);
+    cfg.start_budget = Some(Duration::ZERO);
     let started = Instant::now();
     let err = bounded(10, Client::connect(cfg)).await.err().unwrap();
     assert!(
@@ -414,10 +417,9 @@ async fn tcp_without_tls_hits_the_connect_timeout() {
 #[tokio::test]
 async fn plaintext_xmpp_instead_of_tls_is_a_tls_error() {
     let server = RawServer::start_with(Transport::PlainTcp, |_| vec![send(HEADER)]).await;
-    let err = bounded(10, Client::connect(server.config()))
-        .await
-        .err()
-        .unwrap();
+    let mut cfg = server.config();
+    cfg.start_budget = Some(Duration::ZERO);
+    let err = bounded(10, Client::connect(cfg)).await.err().unwrap();
     assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
 }
 
@@ -454,7 +456,7 @@ async fn recovers_from_with(bad: Vec<Step>, tweak: impl FnOnce(&mut Config)) -> 
     .await;
     let mut cfg = server.config();
     tweak(&mut cfg);
-    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(cfg)).await.unwrap();
     let mut events = client.events();
     let pending = submit_all(&client).await;
     let reason = next_event(&mut events, |e| match e {
@@ -673,7 +675,7 @@ async fn confusing_acks_and_nacks_are_ignored() {
     ];
     let script = after_handshake([vec![Step::Swallow(N)], noise, answers].concat());
     let server = RawServer::start(move |_| script.clone()).await;
-    let client = bounded(10, Client::connect(server.config())).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(server.config())).await.unwrap();
     let pending = submit_all(&client).await;
     let mut outcomes = Vec::new();
     for p in pending {
@@ -727,7 +729,7 @@ async fn outcomes_of(
     let server = RawServer::start(script).await;
     let mut cfg = server.config();
     tweak(&mut cfg);
-    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(cfg)).await.unwrap();
     let pending = submit_all(&client).await;
     let mut outcomes = Vec::new();
     for p in pending {
@@ -777,6 +779,8 @@ async fn server_refusing_new_sessions_fails_queued_messages_as_unavailable() {
 
 #[tokio::test]
 async fn unanswered_messages_time_out_once_retries_are_exhausted() {
+    // An ack timeout makes the connection suspect: it is closed and the messages go out
+    // again on a new connection, never twice on the same one.
     let (server, outcomes) = outcomes_of(
         |_| after_handshake(vec![Step::Swallow(N)]),
         |cfg| {
@@ -791,15 +795,16 @@ async fn unanswered_messages_time_out_once_retries_are_exhausted() {
             "{o:?}"
         );
     }
-    assert_eq!(server.connections(), 1);
-    // Each was sent twice on the only connection.
-    let sent = server.received(0);
-    for id in ids() {
-        assert_eq!(
-            sent.matches(&format!(r#"<message id="{id}">"#)).count(),
-            2,
-            "{id}"
-        );
+    assert!(server.connections() >= 2);
+    for conn in 0..2 {
+        let sent = server.received(conn);
+        for id in ids() {
+            assert_eq!(
+                sent.matches(&format!(r#"<message id="{id}">"#)).count(),
+                1,
+                "{id} on connection {conn}"
+            );
+        }
     }
 }
 
@@ -814,7 +819,7 @@ async fn a_server_that_drains_without_closing_cannot_multiply_connections() {
     cfg.connections = 2;
     cfg.ack_timeout = Duration::from_millis(400);
     cfg.retry.max_attempts = 2;
-    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    let (client, _incoming) = bounded(10, Client::connect(cfg)).await.unwrap();
     let mut events = client.events();
     let p = client
         .submit(Message::to("tok").message_id("m-1").build().unwrap())

@@ -69,7 +69,8 @@ async fn until_lost(rest: Vec<Step>, ping_interval: Duration) -> String {
     .await;
     let mut cfg = server.config();
     cfg.ping_interval = ping_interval;
-    let client = bounded(10, Client::connect(cfg)).await.unwrap();
+    // Subscribed before the first connection exists: the server misbehaves at once.
+    let (client, _incoming) = Client::start(cfg).unwrap();
     let mut events = client.events();
     next_event(&mut events, |e| match e {
         Event::Lost { reason, .. } => Some(reason),

@@ -44,7 +44,7 @@ async fn pool_opens_every_connection_and_spreads_the_load() {
     let emu = emulator(script(vec![rule("", Reply::Delay { ms: 20 })])).await;
     let mut cfg = config(&emu);
     cfg.connections = 4;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     eventually("four connections", || client.stats().connections == 4).await;
     let outcomes = send_all(&client, 2000, |i| format!("t{i}")).await;
     assert!(outcomes.values().all(Result::is_ok));
@@ -144,7 +144,7 @@ async fn silence_times_out_into_retries_without_leaking_slots() {
     cfg.window = 2;
     cfg.retry.max_attempts = 3;
     cfg.ack_timeout = Duration::from_secs(60);
-    let client = emu.connect_in_memory(cfg).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(cfg).await.unwrap();
     let silent = client
         .submit(Message::to("silent-1").build().unwrap())
         .await
@@ -181,7 +181,7 @@ async fn dead_connection_is_detected_by_liveness_and_replaced() {
     let emu = emulator(Script::default()).await;
     let mut cfg = config(&emu);
     cfg.ping_interval = Duration::from_secs(20);
-    let client = emu.connect_in_memory(cfg).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(cfg).await.unwrap();
     let mut events = client.events();
     client
         .send(Message::to("before").build().unwrap())
@@ -222,7 +222,7 @@ async fn service_unavailable_is_retried_with_exponential_backoff() {
         },
     )]))
     .await;
-    let client = emu.connect_in_memory(config(&emu)).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(config(&emu)).await.unwrap();
     let started = Instant::now();
     let msg = Message::to("flaky-1").build().unwrap();
     let id = msg.message_id().to_owned();
@@ -250,7 +250,7 @@ async fn waiting_retries_do_not_hold_window_slots() {
     .await;
     let mut cfg = config(&emu);
     cfg.window = 1;
-    let client = emu.connect_in_memory(cfg).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(cfg).await.unwrap();
     let flaky = client
         .submit(Message::to("flaky-1").build().unwrap())
         .await
@@ -270,7 +270,7 @@ async fn waiting_retries_do_not_hold_window_slots() {
 #[tokio::test(start_paused = true)]
 async fn non_retryable_nack_fails_at_once() {
     let emu = emulator(script(vec![rule("gone-", nack("DEVICE_UNREGISTERED"))])).await;
-    let client = emu.connect_in_memory(config(&emu)).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(config(&emu)).await.unwrap();
     let msg = Message::to("gone-1").build().unwrap();
     let id = msg.message_id().to_owned();
     let started = Instant::now();
@@ -292,7 +292,7 @@ async fn rate_limit_backs_off_longer_for_that_target() {
         },
     )]))
     .await;
-    let client = emu.connect_in_memory(config(&emu)).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(config(&emu)).await.unwrap();
     let started = Instant::now();
     client
         .send(Message::to("hot-1").build().unwrap())
@@ -310,7 +310,7 @@ async fn rate_limit_backs_off_longer_for_that_target() {
 #[tokio::test(start_paused = true)]
 async fn auth_failure_is_surfaced_and_retried_only_slowly() {
     let emu = emulator(Script::default()).await;
-    let client = emu.connect_in_memory(config(&emu)).await.unwrap();
+    let (client, _incoming) = emu.connect_in_memory(config(&emu)).await.unwrap();
     let mut events = client.events();
     let mut rejecting = Script::default();
     rejecting.faults.reject_auth = u32::MAX;
@@ -373,7 +373,7 @@ async fn soak_exactly_one_outcome_under_faults() {
     cfg.connections = 4;
     cfg.retry.initial_backoff = Duration::from_millis(100);
     cfg.retry.max_attempts = 10;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     let started = std::time::Instant::now();
     let outcomes = send_all(&client, n, |i| {
         if i % 200 == 0 {
@@ -427,7 +427,7 @@ async fn per_sender_connection_limit_is_enforced_and_the_pool_keeps_working() {
     let emu = emulator(s).await;
     let mut cfg = config(&emu);
     cfg.connections = 3;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     let mut events = client.events();
     let refused = next_event(&mut events, |e| match e {
         Event::ConnectFailed { error, .. } => Some(error),

@@ -27,7 +27,10 @@ async fn auto_falls_back_on_auth_failure_and_returns_when_the_stream_recovers() 
     let emu = emulator_with_http(rejecting_auth()).await;
     let mut cfg = config(&emu);
     cfg.reconnect.auth_failure_delay = Duration::from_millis(200);
-    let sender = Sender::auto(cfg, emu.http_config(KEY).unwrap())
+    let (sender, _incoming) = Sender::builder()
+        .xmpp(cfg)
+        .http(emu.http_config(KEY).unwrap())
+        .build()
         .await
         .unwrap();
     assert_eq!(sender.route(), Route::Auto);
@@ -69,7 +72,10 @@ async fn auto_falls_back_when_the_endpoint_refuses_connections() {
     };
     cfg.reconnect.initial_backoff = Duration::from_millis(20);
     cfg.reconnect.unavailable_after = Duration::from_millis(100);
-    let sender = Sender::auto(cfg, emu.http_config(KEY).unwrap())
+    let (sender, _incoming) = Sender::builder()
+        .xmpp(cfg)
+        .http(emu.http_config(KEY).unwrap())
+        .build()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -95,7 +101,7 @@ async fn auto_falls_back_when_the_endpoint_refuses_connections() {
 #[tokio::test]
 async fn xmpp_only_route_does_not_fall_back() {
     let emu = emulator_with_http(Script::default()).await;
-    let sender = Sender::xmpp(config(&emu)).await.unwrap();
+    let (sender, _incoming) = Sender::builder().xmpp(config(&emu)).build().await.unwrap();
     assert_eq!(sender.route(), Route::Xmpp);
     sender
         .send(Message::to("t").build().unwrap())
@@ -109,7 +115,11 @@ async fn xmpp_only_route_does_not_fall_back() {
 #[tokio::test]
 async fn http_only_route() {
     let emu = emulator_with_http(Script::default()).await;
-    let sender = Sender::http(emu.http_config(KEY).unwrap()).unwrap();
+    let (sender, _incoming) = Sender::builder()
+        .http(emu.http_config(KEY).unwrap())
+        .build()
+        .await
+        .unwrap();
     assert_eq!(sender.route(), Route::Http);
     sender
         .send(Message::to("t").build().unwrap())

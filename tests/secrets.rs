@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use gcm_ccs::emulator::{EmulatorConfig, Script};
-use gcm_ccs::wire::sasl;
-use gcm_ccs::{Client, ConnectError, Credentials, Event, Message, SendError};
+use gcm_ccs::unstable::sasl;
+use gcm_ccs::{Client, ConnectError, Credentials, Event, Incoming, Message, SendError};
 
 /// A key the tests use for a failed login: it must not leak either.
 const WRONG_KEY: &str = "AIzaSyWrongKey_also_secret_987654";
@@ -183,7 +183,7 @@ async fn panic_messages_never_show_the_key() {
     let emu = emulator(Default::default()).await;
     let mut cfg = config(&emu);
     cfg.credentials = Credentials::new(SENDER, WRONG_KEY);
-    let result: Result<Client, ConnectError> = Client::connect(cfg.clone()).await;
+    let result: Result<(Client, Incoming), ConnectError> = Client::connect(cfg.clone()).await;
     assert!(result.is_err());
 
     // What `unwrap`/`expect` on these values would print.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use gcm_ccs::emulator::Reply;
-use gcm_ccs::{Client, ConnectError, Event, Message, NackCode, SendError};
+use gcm_ccs::{Client, ConnectError, IncomingMessage, Message, NackCode, SendError};
 use serde_json::json;
 
 #[tokio::test]
@@ -38,13 +38,17 @@ async fn wrong_key_is_an_auth_error_without_the_key() {
 }
 
 #[tokio::test]
-async fn unknown_ca_is_a_tls_error() {
+async fn unknown_ca_is_a_certificate_error_at_once() {
     let emu = emulator(Default::default()).await;
     let other = emulator(Default::default()).await;
     let mut cfg = config(&emu);
     cfg.trust = gcm_ccs::Trust::only_pem(other.ca_pem().as_bytes()).unwrap();
-    let err = Client::connect(cfg).await.err().expect("must not trust");
-    assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+    let err = bounded(10, Client::connect(cfg))
+        .await
+        .err()
+        .expect("must not trust");
+    assert!(matches!(err, ConnectError::Certificate { .. }), "{err:?}");
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
@@ -90,7 +94,7 @@ async fn every_nack_code_surfaces_typed() {
     let emu = emulator(script(rules)).await;
     let mut cfg = config(&emu);
     cfg.retry.max_attempts = 1; // surface retryable codes instead of retrying them
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     for (wire, code) in codes {
         let msg = Message::to(format!("{wire}-tok")).build().unwrap();
         match client.send(msg).await {
@@ -172,7 +176,7 @@ async fn window_caps_in_flight_messages_on_the_wire() {
     let emu = emulator(script(vec![rule("", Reply::Delay { ms: 30 })])).await;
     let mut cfg = config(&emu);
     cfg.window = 100;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
         let client = client.clone();
@@ -200,7 +204,7 @@ async fn smaller_window_is_respected() {
     let emu = emulator(script(vec![rule("", Reply::Delay { ms: 20 })])).await;
     let mut cfg = config(&emu);
     cfg.window = 7;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     let mut pending = Vec::new();
     for i in 0..70 {
         pending.push(
@@ -218,10 +222,10 @@ async fn smaller_window_is_respected() {
 }
 
 #[tokio::test]
-async fn upstream_and_receipts_are_delivered_and_acked_with_full_ids() {
+async fn upstream_and_receipts_are_delivered_and_acked_with_full_ids_once_the_application_has_them()
+{
     let emu = emulator(Default::default()).await;
-    let client = client(&emu).await;
-    let mut events = client.events();
+    let (client, mut incoming) = Client::connect(config(&emu)).await.unwrap();
 
     let msg = Message::to("tok-r")
         .delivery_receipt_requested(true)
@@ -229,44 +233,64 @@ async fn upstream_and_receipts_are_delivered_and_acked_with_full_ids() {
         .unwrap();
     let id = msg.message_id().to_owned();
     client.send(msg).await.unwrap();
-    let receipt = next_event(&mut events, |e| match e {
-        Event::Receipt { receipt, .. } => Some(receipt),
-        _ => None,
-    })
-    .await;
+    let delivery = bounded(10, incoming.recv()).await.unwrap();
+    let IncomingMessage::Receipt(receipt) = delivery.message() else {
+        panic!("{delivery:?}");
+    };
     assert_eq!(receipt.message_id, format!("dr2:{id}"));
     assert_eq!(receipt.original_message_id.as_deref(), Some(id.as_str()));
     assert_eq!(receipt.device_registration_id.as_deref(), Some("tok-r"));
+    // Not acked until the application says so.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(emu.acked_by_client().is_empty());
+    assert!(delivery.ack());
 
     let mut data = serde_json::Map::new();
     data.insert("text".into(), json!("hi & <bye>"));
     let up_id = emu.inject_upstream(SENDER, "device-7", data).unwrap();
-    let up = next_event(&mut events, |e| match e {
-        Event::Upstream { message, .. } => Some(message),
-        _ => None,
-    })
-    .await;
+    let delivery = bounded(10, incoming.recv()).await.unwrap();
+    let IncomingMessage::Upstream(up) = delivery.message() else {
+        panic!("{delivery:?}");
+    };
     assert_eq!(up.message_id, up_id);
     assert_eq!(up.from, "device-7");
     assert_eq!(up.data.get("text"), Some(&json!("hi & <bye>")));
+    assert!(delivery.ack());
 
     let dr = format!("dr2:{id}");
     eventually("both acks recorded", || emu.acked_by_client().len() == 2).await;
     let acked = emu.acked_by_client();
-    assert!(acked.contains(&dr), "{acked:?}");
-    assert!(acked.contains(&up_id), "{acked:?}");
+    assert_eq!(acked, vec![dr, up_id]);
     assert_eq!(emu.stats().bad_acks, 0);
     client.close().await;
 }
 
+/// What arrives before the application reads `Incoming` waits for it, unacked; what arrives
+/// after `Incoming` was dropped stays with the server, unacked.
 #[tokio::test]
-async fn upstream_is_acked_even_without_a_subscriber() {
+async fn upstream_waits_for_the_application_and_is_never_acked_without_it() {
     let emu = emulator(Default::default()).await;
-    let client = client(&emu).await;
-    let id = emu
+    let (client, mut incoming) = Client::connect(config(&emu)).await.unwrap();
+    let early = emu
         .inject_upstream(SENDER, "device-1", serde_json::Map::new())
         .unwrap();
-    eventually("ack recorded", || emu.acked_by_client() == vec![id.clone()]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(emu.acked_by_client().is_empty());
+    let delivery = bounded(10, incoming.recv()).await.unwrap();
+    assert_eq!(delivery.message().message_id(), early);
+    assert_eq!(delivery.message().from(), "device-1");
+    assert!(delivery.ack());
+    eventually("ack recorded", || {
+        emu.acked_by_client() == vec![early.clone()]
+    })
+    .await;
+
+    drop(incoming);
+    emu.inject_upstream(SENDER, "device-1", serde_json::Map::new())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(emu.acked_by_client(), vec![early]);
+    assert_eq!(client.stats().delivered, 1);
     client.close().await;
 }
 
@@ -316,7 +340,7 @@ async fn close_deadline_fails_what_never_gets_an_answer() {
     let emu = emulator(script(vec![rule("", Reply::Silent)])).await;
     let mut cfg = config(&emu);
     cfg.close_timeout = Duration::from_millis(300);
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     let p = client
         .submit(Message::to("t").build().unwrap())
         .await
@@ -331,7 +355,7 @@ async fn dropped_pending_ack_neither_cancels_nor_leaks() {
     let emu = emulator(Default::default()).await;
     let mut cfg = config(&emu);
     cfg.window = 1;
-    let client = Client::connect(cfg).await.unwrap();
+    let (client, _incoming) = Client::connect(cfg).await.unwrap();
     for i in 0..5 {
         drop(
             client

@@ -29,7 +29,8 @@ pub fn payloads() -> Vec<String> {
 pub fn raw_stanza(i: usize, text: &str) -> Vec<u8> {
     let msg = message(i, text);
     let mut out = Vec::new();
-    gcm_ccs::wire::write::gcm_message(&mut out, msg.message_id(), &msg.to_json()).expect("encode");
+    gcm_ccs::unstable::write::gcm_message(&mut out, msg.message_id(), &msg.to_json())
+        .expect("encode");
     out
 }
 
@@ -62,7 +63,7 @@ pub async fn emulator(ack_delay: Duration) -> Emulator {
 pub async fn client(emu: &Emulator, connections: usize) -> Client {
     let mut cfg = emu.client_config(SENDER, KEY);
     cfg.connections = connections;
-    let client = Client::connect(cfg).await.expect("connect");
+    let (client, _incoming) = Client::connect(cfg).await.expect("connect");
     while client.stats().connections < connections as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

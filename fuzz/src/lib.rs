@@ -10,8 +10,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use gcm_ccs::http::{Reply, TokenResult, retry_after};
-use gcm_ccs::response::{Inbound, classify, classify_json};
-use gcm_ccs::wire::{Frame, FrameReader, Limits, MessageStanza, write};
+use gcm_ccs::unstable::{
+    Frame, FrameReader, Inbound, Limits, MessageStanza, classify, classify_json, write,
+};
 use gcm_ccs::{HttpError, Message, NackCode, WireError};
 use tokio::io::{AsyncRead, ReadBuf};
 

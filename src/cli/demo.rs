@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
-use gcm_ccs::{Client, Event, Message};
+use gcm_ccs::{Client, IncomingMessage, Message};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -115,17 +115,17 @@ async fn demo(args: &DemoArgs) -> Result<Summary, Box<dyn std::error::Error>> {
 
     let mut cfg = emulator.client_config(SENDER, KEY);
     cfg.connections = usize::from(args.connections);
-    let client = Client::connect(cfg).await?;
+    let (client, mut incoming) = Client::connect(cfg).await?;
     eprintln!("connected as {}", client.jid());
 
     let receipts = Arc::new(AtomicU64::new(0));
-    let mut events = client.events();
     let seen = receipts.clone();
     tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if let Event::Receipt { .. } = ev {
+        while let Some(delivery) = incoming.recv().await {
+            if let IncomingMessage::Receipt(_) = delivery.message() {
                 seen.fetch_add(1, Relaxed);
             }
+            delivery.ack();
         }
     });
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use gcm_ccs::{Client, Direction, Event, Events, Message, SendError, Transcript};
+use gcm_ccs::{
+    Client, Direction, Event, Events, Incoming, IncomingMessage, Message, SendError, Transcript,
+};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinSet;
@@ -81,7 +83,7 @@ pub async fn run(args: StreamArgs) -> Result<u8, Failure> {
     );
     let authcid = cfg.credentials.authcid();
     let started = Instant::now();
-    let client = Client::connect(cfg).await?;
+    let (client, incoming) = Client::connect(cfg).await?;
     say("tls", "handshake done, certificate verified");
     say("auth", format!("authenticated as {authcid}"));
     say(
@@ -89,6 +91,7 @@ pub async fn run(args: StreamArgs) -> Result<u8, Failure> {
         format!("{} in {} ms", client.jid(), started.elapsed().as_millis()),
     );
     let watcher = tokio::spawn(watch(client.events()));
+    let reader = tokio::spawn(show_incoming(incoming));
 
     let not_acked = Arc::new(AtomicU64::new(0));
     let mut sends = JoinSet::new();
@@ -124,6 +127,7 @@ pub async fn run(args: StreamArgs) -> Result<u8, Failure> {
     client.close().await;
     while sends.join_next().await.is_some() {}
     watcher.abort();
+    reader.abort();
     say(
         "closed",
         format!("after {:.1} s", started.elapsed().as_secs_f64()),
@@ -250,29 +254,44 @@ async fn send(client: Client, message: Message, not_acked: Arc<AtomicU64>) {
     }
 }
 
-/// Prints connection events, upstream messages and receipts until the client is gone.
-async fn watch(mut events: Events) {
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Upstream { message, .. } => say(
+/// Prints every upstream message and receipt, from the first connection on, and acks each
+/// once printed.
+async fn show_incoming(mut incoming: Incoming) {
+    while let Some(delivery) = incoming.recv().await {
+        let line = match delivery.message() {
+            IncomingMessage::Upstream(message) => (
                 "upstream",
                 format!(
-                    "{} from {}: {} (acked)",
+                    "{} from {}: {}",
                     message.message_id,
                     message.from,
                     Value::Object(message.data.clone())
                 ),
             ),
-            Event::Receipt { receipt, .. } => say(
+            IncomingMessage::Receipt(receipt) => (
                 "receipt",
                 format!(
-                    "{} for {} on {}: {} (acked)",
+                    "{} for {} on {}: {}",
                     receipt.message_id,
                     receipt.original_message_id.as_deref().unwrap_or("?"),
                     receipt.device_registration_id.as_deref().unwrap_or("?"),
                     receipt.message_status.as_deref().unwrap_or("?"),
                 ),
             ),
+        };
+        let acked = if delivery.ack() {
+            "acked"
+        } else {
+            "not acked: its connection ended"
+        };
+        say(line.0, format!("{} ({acked})", line.1));
+    }
+}
+
+/// Prints connection events until the client is gone.
+async fn watch(mut events: Events) {
+    while let Some(event) = events.recv().await {
+        match event {
             Event::Draining { conn } => say(
                 "draining",
                 format!("connection {conn}: new messages go to a fresh connection"),

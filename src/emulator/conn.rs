@@ -15,10 +15,10 @@ use tokio_rustls::TlsAcceptor;
 
 use super::script::{OverLimit, Reply};
 use super::{ConnCtl, ConnState, Out, Shared};
-use crate::config::GCM_DOMAIN;
-use crate::error::WireError;
 use crate::message::Message;
+use crate::wire::WireError;
 use crate::wire::{self, Element, Frame, FrameReader, MessageStanza, write};
+use crate::xmpp::config::GCM_DOMAIN;
 
 type Tx = mpsc::UnboundedSender<Out>;
 

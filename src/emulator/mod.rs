@@ -28,12 +28,12 @@ pub use http::HttpRequestRecord;
 pub use script::{Faults, HttpFaults, OverLimit, Reply, Rule, Script, StatusBurst};
 pub use stats::EmulatorStats;
 
-use crate::client::Client;
-use crate::config::{Config, Credentials, Endpoint, Trust};
-use crate::connection::{Connecting, Connector, negotiate_stream};
+use crate::config::Trust;
 use crate::error::ConnectError;
 use crate::http::HttpConfig;
 use crate::wire::Limits;
+use crate::xmpp::config::{Config, Credentials, Endpoint};
+use crate::xmpp::{Client, Connecting, Connector, Incoming, negotiate_stream};
 use stats::Recorder;
 
 /// Errors starting the emulator.
@@ -273,7 +273,7 @@ impl Emulator {
 
     /// A client whose connections are in-memory pipes served by this emulator — no TCP and
     /// no TLS, so tests can run it under tokio's paused time deterministically.
-    pub async fn connect_in_memory(&self, cfg: Config) -> Result<Client, ConnectError> {
+    pub async fn connect_in_memory(&self, cfg: Config) -> Result<(Client, Incoming), ConnectError> {
         let connector = MemoryConnector {
             shared: self.shared.clone(),
         };
@@ -423,16 +423,16 @@ async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Event;
+    use crate::{Event, IncomingMessage};
 
     /// An emulator for sender `123` and a client connected to it in memory.
-    async fn with_client(cfg: EmulatorConfig) -> (Emulator, Client) {
+    async fn with_client(cfg: EmulatorConfig) -> (Emulator, Client, Incoming) {
         let emu = Emulator::start(cfg).await.unwrap();
-        let client = emu
+        let (client, incoming) = emu
             .connect_in_memory(emu.client_config("123", "key"))
             .await
             .unwrap();
-        (emu, client)
+        (emu, client, incoming)
     }
 
     #[tokio::test(start_paused = true)]
@@ -441,17 +441,25 @@ mod tests {
         cfg.script.faults.upstream_every_ms = 1_000;
         cfg.script.faults.drain_after_ms = 2_500;
         cfg.script.faults.keepalive_ms = 0;
-        let (emu, client) = with_client(cfg).await;
+        let (emu, client, mut incoming) = with_client(cfg).await;
         let mut events = client.events();
-        let (mut upstream, mut drained) = (0, false);
-        while !drained {
-            match events.recv().await.unwrap() {
-                Event::Upstream { message, .. } => {
+        let mut upstream = 0;
+        loop {
+            tokio::select! {
+                delivery = incoming.recv() => {
+                    let delivery = delivery.unwrap();
+                    let IncomingMessage::Upstream(message) = delivery.message() else {
+                        panic!("{delivery:?}");
+                    };
                     assert_eq!(message.data["seq"], (upstream + 1).to_string());
                     upstream += 1;
+                    assert!(delivery.ack());
                 }
-                Event::Draining { .. } => drained = true,
-                _ => {}
+                event = events.recv() => {
+                    if let Event::Draining { .. } = event.unwrap() {
+                        break;
+                    }
+                }
             }
         }
         assert_eq!(
@@ -472,7 +480,7 @@ mod tests {
         }];
         cfg.script.faults.drain_close_ms = 2_000;
         cfg.script.faults.drain_close_when_flushed = when_flushed;
-        let (emu, client) = with_client(cfg).await;
+        let (emu, client, _incoming) = with_client(cfg).await;
         let mut events = client.events();
         let mut pending = Vec::new();
         for i in 0..5 {

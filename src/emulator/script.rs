@@ -146,7 +146,7 @@ impl Default for Faults {
             receipt_delay_ms: 10,
             upstream_every_ms: 0,
             over_limit: OverLimit::Ignore,
-            pending_limit: crate::config::MAX_WINDOW,
+            pending_limit: crate::xmpp::config::MAX_WINDOW,
         }
     }
 }

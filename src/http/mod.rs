@@ -19,6 +19,7 @@
 //! ```
 
 mod config;
+pub(crate) mod error;
 mod multicast;
 mod request;
 mod response;
@@ -28,6 +29,7 @@ mod sender;
 pub mod subscription;
 
 pub use config::{ANDROID_GCM_URL, FCM_URL, GCM_HTTP_URL, HttpConfig, MAX_REGISTRATION_IDS};
+pub use error::{GroupOutcome, HttpError};
 pub use multicast::MulticastReport;
-pub use response::{GroupOutcome, Reply, TokenResult};
+pub use response::{Reply, TokenResult};
 pub use sender::{Delivery, HttpSender};

@@ -11,8 +11,8 @@ use super::request;
 use super::retry::Schedule;
 use super::sender::{Failed, HttpSender, token_outcome};
 use crate::error::SendError;
+use crate::inbound::Ack;
 use crate::message::Message;
-use crate::response::Ack;
 
 /// Everything a multicast produced.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::error::HttpError;
+use super::error::{GroupOutcome, HttpError};
 
 /// Longest server text kept in an error.
 const MAX_TEXT: usize = 300;
@@ -23,17 +23,6 @@ pub enum TokenResult {
     },
     /// Refused with this error code (§6), verbatim.
     Failed(String),
-}
-
-/// Outcome of a device-group send (`to` = notification key, §5.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupOutcome {
-    /// Members the message was accepted for.
-    pub success: u64,
-    /// Members it could not be sent to.
-    pub failure: u64,
-    /// Those members' tokens, when the server lists them: resend to them individually.
-    pub failed_registration_ids: Vec<String>,
 }
 
 /// A parsed 200 body, one variant per documented shape.

@@ -16,12 +16,14 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::config::HttpConfig;
-use super::response::{GroupOutcome, Reply, TokenResult};
+use super::error::GroupOutcome;
+use super::error::HttpError;
+use super::response::{Reply, TokenResult};
 use super::retry::Schedule;
 use super::{request, retry_after};
-use crate::error::{ConnectError, HttpError, SendError};
+use crate::error::{ConnectError, SendError};
+use crate::inbound::{Ack, Nack, NackCode};
 use crate::message::Message;
-use crate::response::{Ack, Nack, NackCode};
 
 /// Largest response body read (1000 results take about 100 KiB).
 const MAX_RESPONSE_BYTES: usize = 4 << 20;

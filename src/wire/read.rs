@@ -23,7 +23,7 @@ use self::build::{
 };
 use self::input::Input;
 use self::unescape::{TextPiece, resolve_ref, snippet};
-use crate::error::WireError;
+use crate::wire::error::WireError;
 use crate::wire::frame::{Frame, NS_STREAMS, StreamHeader};
 
 pub use self::input::Activity;

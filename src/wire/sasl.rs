@@ -5,7 +5,7 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// Decoded SASL PLAIN credentials. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{Frame, FrameReader, Limits};
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// Serves one chunk per read, then EOF.
 pub(crate) struct Chunks(VecDeque<Vec<u8>>);

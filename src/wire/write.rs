@@ -17,7 +17,7 @@ use super::frame::{
     NS_STREAMS,
 };
 use super::sasl::encode_plain;
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// Closes our stream.
 pub const STREAM_CLOSE: &[u8] = b"</stream:stream>";

@@ -24,8 +24,13 @@ pub fn config(emu: &Emulator) -> Config {
     emu.client_config(SENDER, KEY)
 }
 
+/// A client for `emu` that leaves upstream messages and receipts with the server (its
+/// `Incoming` is dropped); tests of upstream traffic call [`Client::connect`] themselves.
 pub async fn client(emu: &Emulator) -> Client {
-    Client::connect(config(emu)).await.expect("client connects")
+    Client::connect(config(emu))
+        .await
+        .expect("client connects")
+        .0
 }
 
 pub fn rule(prefix: &str, reply: Reply) -> Rule {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::{Ack, Config, HttpConfig, Route, SendError, Sender};
+use gcm_ccs::{Ack, Config, HttpConfig, Incoming, Route, SendError, Sender};
 use tokio::io::AsyncBufRead;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -36,12 +36,14 @@ impl Plan {
     }
 
     /// Builds the sender; over XMPP only, connects first so a refused key ends the run here.
-    pub async fn connect(self) -> Result<Sender, Failure> {
-        Ok(match self {
-            Plan::Xmpp(x) => Sender::xmpp(*x).await?,
-            Plan::Http(h) => Sender::http(*h)?,
-            Plan::Auto(x, h) => Sender::auto(*x, *h).await?,
-        })
+    pub async fn connect(self) -> Result<(Sender, Incoming), Failure> {
+        let builder = Sender::builder();
+        let builder = match self {
+            Plan::Xmpp(x) => builder.xmpp(*x),
+            Plan::Http(h) => builder.http(*h),
+            Plan::Auto(x, h) => builder.xmpp(*x).http(*h),
+        };
+        Ok(builder.build().await?)
     }
 }
 

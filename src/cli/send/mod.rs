@@ -112,7 +112,9 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     };
     let sink = output::open(&args.output, args.resume).await?;
     let capacity = plan.capacity();
-    let sender = plan.connect().await?;
+    // Upstream messages and receipts are not this command's business: dropping `Incoming`
+    // leaves them unacked with CCS, for a consumer such as `stream` or the relay.
+    let (sender, _) = plan.connect().await?;
 
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);

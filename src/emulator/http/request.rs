@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ValidationError;
 use crate::http::MAX_REGISTRATION_IDS as MAX_IDS;
+use crate::message::ValidationError;
 use crate::message::{Message, json_type};
 
 const MISSING: &str = r#"Missing "registration_ids" field"#;

@@ -6,7 +6,7 @@ use std::mem;
 use quick_xml::events::BytesStart;
 
 use super::unescape::{TextPiece, attr_value, snippet};
-use crate::error::WireError;
+use crate::wire::error::WireError;
 use crate::wire::frame::{
     Element, Frame, MessageStanza, NS_CLIENT, NS_GCM, NS_STANZA_ERRORS, StanzaErrorInfo,
     StreamHeader,

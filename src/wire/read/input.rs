@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::Limits;
 use super::split::Splitter;
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// How many bytes are pulled from the transport at once.
 const CHUNK: usize = 8 * 1024;
@@ -40,6 +40,11 @@ impl Activity {
     pub fn touch(&self) {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When bytes last arrived (millisecond resolution).
+    pub fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
     /// Time since the last activity (millisecond resolution).

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use memchr::memmem;
 
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// What the scanner is in the middle of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::WireError;
+use crate::wire::error::WireError;
 
 /// One piece of unescaped character data.
 pub(super) enum TextPiece<'a> {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 /// Why an entry could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InsertError {
+pub(crate) enum InsertError {
     /// The window already holds `capacity` entries.
     Full,
     /// An entry with this id is already in flight; reusing it would make acks ambiguous.
@@ -17,7 +17,7 @@ pub enum InsertError {
 
 /// One in-flight entry: the caller's item plus when it went on the wire.
 #[derive(Debug)]
-pub struct Slot<T> {
+pub(crate) struct Slot<T> {
     pub item: T,
     pub sent_at: Instant,
     /// Insertion order, for messages sent at the same instant.
@@ -26,7 +26,7 @@ pub struct Slot<T> {
 
 /// A bounded map `message_id → item` of messages on the wire.
 #[derive(Debug)]
-pub struct InFlight<T> {
+pub(crate) struct InFlight<T> {
     capacity: usize,
     entries: HashMap<Arc<str>, Slot<T>>,
     inserted: u64,
@@ -40,11 +40,6 @@ impl<T> InFlight<T> {
             entries: HashMap::with_capacity(capacity),
             inserted: 0,
         }
-    }
-
-    /// True when nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Free slots.
@@ -78,27 +73,17 @@ impl<T> InFlight<T> {
         self.entries.remove(id)
     }
 
-    /// Removes and returns every entry sent at or before `cutoff` (their ack is overdue).
-    pub fn take_sent_before(&mut self, cutoff: Instant) -> Vec<T> {
-        let overdue: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, s)| s.sent_at <= cutoff)
-            .map(|(k, _)| k.clone())
-            .collect();
-        overdue
-            .iter()
-            .filter_map(|k| self.entries.remove(k))
-            .map(|s| s.item)
-            .collect()
+    /// When the longest-waiting entry was sent (a scan: the window holds at most 100).
+    pub fn oldest_sent(&self) -> Option<Instant> {
+        self.entries.values().map(|s| s.sent_at).min()
     }
 
     /// Empties the window (the connection died), oldest first; messages sent at the same
     /// instant in the order they were inserted.
-    pub fn drain(&mut self) -> Vec<T> {
+    pub fn drain(&mut self) -> Vec<Slot<T>> {
         let mut all: Vec<Slot<T>> = self.entries.drain().map(|(_, s)| s).collect();
         all.sort_by_key(|s| (s.sent_at, s.seq));
-        all.into_iter().map(|s| s.item).collect()
+        all
     }
 }
 
@@ -140,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn overdue_entries_are_taken_and_drain_is_oldest_first() {
+    fn oldest_is_tracked_and_drain_is_oldest_first() {
         let t0 = Instant::now();
         let mut w = InFlight::new(10);
         w.insert(id("late"), "late", t0 + Duration::from_secs(5))
@@ -148,12 +133,12 @@ mod tests {
         w.insert(id("early"), "early", t0).unwrap();
         w.insert(id("mid"), "mid", t0 + Duration::from_secs(2))
             .unwrap();
-        assert_eq!(
-            w.take_sent_before(t0 + Duration::from_secs(1)),
-            vec!["early"]
-        );
-        assert_eq!(w.drain(), vec!["mid", "late"]);
-        assert!(w.is_empty());
+        assert_eq!(w.oldest_sent(), Some(t0));
+        assert_eq!(w.remove("early").map(|s| s.item), Some("early"));
+        assert_eq!(w.oldest_sent(), Some(t0 + Duration::from_secs(2)));
+        let drained: Vec<_> = w.drain().into_iter().map(|s| s.item).collect();
+        assert_eq!(drained, vec!["mid", "late"]);
+        assert_eq!(w.oldest_sent(), None);
     }
 
     #[test]
@@ -164,7 +149,8 @@ mod tests {
         for name in &names {
             w.insert(id(name), name.clone(), t0).unwrap();
         }
-        assert_eq!(w.drain(), names);
+        let drained: Vec<_> = w.drain().into_iter().map(|s| s.item).collect();
+        assert_eq!(drained, names);
     }
 
     proptest! {

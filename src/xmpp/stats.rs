@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Live counters, shared between the driver (the only writer) and client handles.
+/// Live counters, written by the pool and the connection readers, read by client handles.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     submitted: AtomicU64,
@@ -13,6 +13,7 @@ pub(crate) struct Stats {
     retried: AtomicU64,
     connections: AtomicU64,
     reconnects: AtomicU64,
+    delivered: AtomicU64,
     /// Final nack outcomes by code; touched only on nacks, which are rare.
     nacked: Mutex<BTreeMap<String, u64>>,
 }
@@ -36,6 +37,8 @@ pub struct StatsSnapshot {
     pub connections: u64,
     /// Connections established to replace one that ended.
     pub reconnects: u64,
+    /// Upstream messages and receipts handed to [`Incoming`](crate::Incoming).
+    pub delivered: u64,
 }
 
 impl StatsSnapshot {
@@ -60,6 +63,9 @@ impl Stats {
     }
     pub fn reconnected(&self) {
         self.reconnects.fetch_add(1, Relaxed);
+    }
+    pub fn delivered(&self) {
+        self.delivered.fetch_add(1, Relaxed);
     }
     pub fn set_connections(&self, n: usize) {
         self.connections.store(n as u64, Relaxed);
@@ -87,6 +93,7 @@ impl Stats {
             in_flight: submitted.saturating_sub(done),
             connections: self.connections.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
             nacked,
         }
     }

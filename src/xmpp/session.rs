@@ -5,21 +5,25 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::config::Credentials;
+use super::config::Credentials;
+use super::transcript::{Direction, Transcript};
 use crate::error::ConnectError;
-use crate::transcript::{Direction, Transcript};
-use crate::wire::{self, Element, Frame, FrameReader};
+use crate::wire::{self, Element, Frame, FrameReader, MessageStanza};
 
 /// An authenticated, bound stream ready for application traffic.
-pub struct Established<R, W> {
+pub(crate) struct Established<R, W> {
     pub reader: FrameReader<R>,
     pub writer: W,
     /// The full JID the server bound, e.g. `123@gcm.googleapis.com/w1D00C5E11`.
     pub jid: String,
+    /// A `<message>` that arrived before the session result: the server treated the stream
+    /// as ready once bound (spec §3.7). It is handled first, and the session result, when it
+    /// comes, is read like any other iq result.
+    pub early: Option<MessageStanza>,
 }
 
 /// What the negotiation needs besides the stream.
-pub struct Negotiation<'a> {
+pub(crate) struct Negotiation<'a> {
     pub credentials: &'a Credentials,
     /// `to` of our stream header.
     pub stream_to: &'a str,
@@ -30,7 +34,7 @@ pub struct Negotiation<'a> {
 }
 
 /// Runs the negotiation; every failure is typed and never contains the server key.
-pub async fn negotiate<R, W>(
+pub(crate) async fn negotiate<R, W>(
     mut reader: FrameReader<R>,
     mut writer: W,
     n: &Negotiation<'_>,
@@ -70,16 +74,23 @@ where
     let reply = expect_element(&mut reader, n, "the bind result").await?;
     let jid = bound_jid(&reply)?;
 
+    let mut early = None;
     if features.child(wire::NS_SESSION, "session").is_some() {
         wire::write::iq_session(&mut buf, "sess-1");
         send(&mut writer, &mut buf, n).await?;
-        let reply = expect_element(&mut reader, n, "the session result").await?;
-        check_iq_result(&reply, "sess-1", "session")?;
+        const STAGE: &str = "the session result";
+        match next(&mut reader, n, STAGE).await? {
+            Frame::Message(m) => early = Some(m),
+            Frame::Element(e) if e.is(wire::NS_STREAMS, "error") => return Err(stream_error(&e)),
+            Frame::Element(reply) => check_iq_result(&reply, "sess-1", "session")?,
+            other => return Err(unexpected(other, STAGE)),
+        }
     }
     Ok(Established {
         reader,
         writer,
         jid,
+        early,
     })
 }
 
@@ -115,7 +126,7 @@ async fn next<R: AsyncRead + Unpin>(
             stage,
             after: n.step_timeout,
         }),
-        Ok(Err(crate::error::WireError::Eof { .. })) => Err(protocol(format!(
+        Ok(Err(crate::wire::WireError::Eof { .. })) => Err(protocol(format!(
             "the server closed the connection while we waited for {stage}"
         ))),
         Ok(r) => Ok(r?),

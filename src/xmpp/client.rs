@@ -1,22 +1,31 @@
-//! The public facade: a cheap, cloneable handle over the driver task.
+//! The [`Client`] facade: submit messages, await their [`PendingAck`], read the counters,
+//! close. Its [`Incoming`] half carries upstream messages and receipts.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::Config;
-use crate::connection::{self, Connector, TlsConnector};
-use crate::driver::{Command, Completion, Driver, Job, Wiring};
-use crate::error::{ConnectError, SendError, ValidationError};
-use crate::events::Events;
+use super::completion::Completion;
+use super::config::Config;
+use super::connector::{Connector, TlsConnector};
+use super::events::{Event, Events};
+use super::incoming::Incoming;
+use super::io::Routes;
+use super::pool::Job;
+use super::shell::{Command, Reply, Shell, Startup, Wiring};
+use super::stats::{Stats, StatsSnapshot};
+use crate::error::{ConnectError, SendError};
+use crate::inbound::Ack;
 use crate::message::Message;
-use crate::response::Ack;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::message::ValidationError;
 use crate::wire;
+
+/// Connection events queued for the shell before readers wait.
+const CONN_EVENTS: usize = 1024;
 
 /// A CCS client: a pool of XMPP connections for one sender id. Clone it freely; all clones
 /// share the same connections. Dropping every clone closes the client gracefully.
@@ -26,76 +35,116 @@ pub struct Client {
 }
 
 struct Inner {
-    intake: mpsc::Sender<Job>,
+    intake: mpsc::Sender<Job<Reply>>,
     commands: mpsc::UnboundedSender<Command>,
-    app: broadcast::Sender<crate::events::Event>,
+    app: broadcast::Sender<Event>,
     stats: Arc<Stats>,
-    jid: String,
+    jid: OnceLock<String>,
 }
 
 impl Client {
-    /// Connects, authenticates and binds the first connection (so configuration, TLS and
-    /// authentication errors surface here), then opens the rest of the pool in the background.
-    pub async fn connect(cfg: Config) -> Result<Client, ConnectError> {
+    /// Starts the pool and waits for its first connection, retrying failures that may pass
+    /// (refused or reset connections, timeouts, a server that does not speak TLS or breaks the
+    /// protocol) with the reconnect backoff for up to [`Config::start_budget`], then fails
+    /// with the last error (a budget of zero: the first attempt's). Fails at once
+    /// on what retrying cannot fix: credentials refused ([`ConnectError::Auth`]), a
+    /// certificate not accepted ([`ConnectError::Certificate`]), bad configuration.
+    ///
+    /// The [`Incoming`] half receives upstream messages and receipts from the first
+    /// connection on; see [`Incoming`] for why it must be read (or dropped).
+    pub async fn connect(cfg: Config) -> Result<(Client, Incoming), ConnectError> {
         let tls = crate::tls::client_config(&cfg.trust)?;
         Client::connect_with(cfg, Arc::new(TlsConnector { tls })).await
     }
 
     /// Starts the pool without waiting for a first connection: only configuration errors are
-    /// returned; connect and auth failures show up as [`Event`](crate::Event)s, and messages
-    /// fail with [`SendError::Unavailable`] while no connection can be established.
-    pub async fn start(cfg: Config) -> Result<Client, ConnectError> {
+    /// returned; connect and auth failures show up as [`Event`]s, and messages fail with
+    /// [`SendError::Unavailable`] while no connection can be established.
+    pub fn start(cfg: Config) -> Result<(Client, Incoming), ConnectError> {
         let tls = crate::tls::client_config(&cfg.trust)?;
-        cfg.validate()?;
-        Ok(Client::spawn(
-            Arc::new(cfg),
-            Arc::new(TlsConnector { tls }),
-            None,
-        ))
+        let (client, incoming, _) = Client::spawn(cfg, Arc::new(TlsConnector { tls }))?;
+        Ok((client, incoming))
     }
 
     /// [`Client::connect`] with another way of opening connections.
     pub(crate) async fn connect_with(
         cfg: Config,
         connector: Arc<dyn Connector>,
-    ) -> Result<Client, ConnectError> {
-        cfg.validate()?;
-        let cfg = Arc::new(cfg);
-        let first = connector.connect(&cfg).await?;
-        Ok(Client::spawn(cfg, connector, Some(first)))
+    ) -> Result<(Client, Incoming), ConnectError> {
+        let budget = cfg.startup_budget();
+        let (client, incoming, mut startup) = Client::spawn(cfg, connector)?;
+        let deadline = Instant::now() + budget;
+        let outcome = loop {
+            let state = startup.borrow_and_update().clone();
+            let last = match state {
+                Startup::Up(jid) => break Ok(jid),
+                Startup::Refused(error) => break Err(error),
+                Startup::Waiting(last) => last,
+            };
+            // The first attempt is always waited for (each is bounded by the connect and
+            // handshake timeouts); after a failure, retries only within the budget.
+            let changed = match &last {
+                None => Ok(startup.changed().await),
+                Some(_) => tokio::time::timeout_at(deadline, startup.changed()).await,
+            };
+            match (changed, last) {
+                (Ok(Ok(())), _) => {}
+                (_, Some(error)) => break Err(error),
+                (_, None) => {
+                    break Err(ConnectError::Config(
+                        "the client stopped while starting".into(),
+                    ));
+                }
+            }
+        };
+        match outcome {
+            Ok(jid) => {
+                let _ = client.inner.jid.set(jid);
+                Ok((client, incoming))
+            }
+            Err(error) => {
+                client.close().await;
+                Err(error)
+            }
+        }
     }
 
     fn spawn(
-        cfg: Arc<Config>,
+        cfg: Config,
         connector: Arc<dyn Connector>,
-        first: Option<crate::connection::Session>,
-    ) -> Client {
-        let jid = first.as_ref().map(|s| s.jid.clone()).unwrap_or_default();
-
+    ) -> Result<(Client, Incoming, watch::Receiver<Startup>), ConnectError> {
+        cfg.validate()?;
+        let cfg = Arc::new(cfg);
         let (intake_tx, intake) = mpsc::channel(cfg.queue_capacity);
         let (cmd_tx, commands) = mpsc::unbounded_channel();
-        let (conn_tx, conn_rx) = mpsc::unbounded_channel();
+        let (conn_tx, conn_rx) = mpsc::channel(CONN_EVENTS);
+        let (incoming_tx, incoming_rx) = mpsc::channel(cfg.incoming_capacity);
         let (app, _) = broadcast::channel(cfg.event_capacity);
+        let (startup_tx, startup_rx) = watch::channel(Startup::Waiting(None));
         let stats = Arc::new(Stats::default());
-        let link = first.map(|s| connection::start(1, s, &cfg, conn_tx.clone(), app.clone()));
         let wiring = Wiring {
             intake,
             commands,
-            conn_tx,
-            conn_rx,
             app: app.clone(),
-            stats: stats.clone(),
+            routes: Routes {
+                events: conn_tx,
+                incoming: incoming_tx,
+                stats: stats.clone(),
+            },
+            conn_rx,
+            startup: startup_tx,
         };
-        tokio::spawn(Driver::new(cfg, connector, wiring, link).run());
-        Client {
+        tokio::spawn(Shell::new(cfg, connector, wiring).run());
+        let client = Client {
             inner: Arc::new(Inner {
                 intake: intake_tx,
                 commands: cmd_tx,
                 app,
                 stats,
-                jid,
+                jid: OnceLock::new(),
             }),
-        }
+        };
+        Ok((client, Incoming::new(incoming_rx), startup_rx))
     }
 
     /// Queues `msg` and returns once it is accepted; the returned [`PendingAck`] resolves
@@ -133,7 +182,7 @@ impl Client {
         self.submit(msg).await?.await
     }
 
-    /// Subscribes to connection events, upstream messages and receipts from now on.
+    /// Subscribes to connection lifecycle events from now on (lossy; see [`Events`]).
     pub fn events(&self) -> Events {
         Events::new(self.inner.app.subscribe())
     }
@@ -145,7 +194,7 @@ impl Client {
 
     /// The JID bound by the first connection (empty for a client from [`Client::start`]).
     pub fn jid(&self) -> &str {
-        &self.inner.jid
+        self.inner.jid.get().map_or("", String::as_str)
     }
 
     /// Stops intake, waits (up to `close_timeout`) for outstanding messages, fails what

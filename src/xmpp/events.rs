@@ -1,12 +1,12 @@
-//! What the application can observe: connection lifecycle, upstream messages and receipts.
+//! Connection lifecycle as the application can observe it (lossy: a slow subscriber misses
+//! events, and nothing depends on anyone listening). Upstream messages and receipts are data
+//! and travel on [`Incoming`](crate::Incoming) instead.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use crate::error::ConnectError;
-use crate::response::{Receipt, Upstream};
 
 /// Identifies one connection of a client for the lifetime of the process.
 pub type ConnId = u64;
@@ -15,43 +15,48 @@ pub type ConnId = u64;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// A connection authenticated and was bound; `reconnect` is true when it replaces one.
+    /// A connection authenticated and was bound.
     Connected {
+        /// The connection.
         conn: ConnId,
+        /// The full JID the server bound.
         jid: String,
+        /// True when it replaces a connection that was lost or drained.
         reconnect: bool,
     },
     /// The server announced `CONNECTION_DRAINING`; new traffic moves to other connections.
-    Draining { conn: ConnId },
-    /// A connection ended; `in_flight` messages from it are being resent elsewhere.
-    Lost {
+    Draining {
+        /// The draining connection.
         conn: ConnId,
+    },
+    /// A connection ended; its messages in flight are being resent elsewhere.
+    Lost {
+        /// The connection.
+        conn: ConnId,
+        /// Why it ended.
         reason: String,
+        /// Messages that were waiting for an answer on it.
         in_flight: usize,
     },
     /// Establishing a connection failed; the next attempt is in `retry_in`.
     ConnectFailed {
+        /// What failed.
         error: ConnectError,
+        /// Delay before the next attempt.
         retry_in: Duration,
     },
     /// The server refused our credentials (a configuration error); retried only slowly.
     AuthFailed {
+        /// The refusal.
         error: ConnectError,
+        /// Delay before the next attempt.
         retry_in: Duration,
     },
-    /// An upstream message from a device (already acked to the server).
-    Upstream {
-        conn: ConnId,
-        message: Arc<Upstream>,
-    },
-    /// A delivery receipt (already acked to the server with its full `dr2:` id).
-    Receipt { conn: ConnId, receipt: Arc<Receipt> },
-    /// This subscriber fell behind and missed `n` events.
+    /// This subscriber fell behind and missed this many events.
     Lagged(u64),
 }
 
-/// A subscription to a client's events. Events are delivered whether or not anyone listens;
-/// acking upstream messages never depends on a subscriber.
+/// A subscription to a client's lifecycle events, from the moment of subscribing.
 pub struct Events {
     rx: broadcast::Receiver<Event>,
 }

@@ -110,7 +110,7 @@ mod tests {
         cfg.transcript = Some(Transcript::new(move |d, text| {
             log.lock().unwrap().push((d, text.to_owned()))
         }));
-        let client = emu.connect_in_memory(cfg).await.unwrap();
+        let (client, _incoming) = emu.connect_in_memory(cfg).await.unwrap();
         client
             .send(crate::Message::to("tok").data("k", "v").build().unwrap())
             .await

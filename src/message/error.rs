@@ -1,0 +1,37 @@
+//! Why a message was refused before anything touched the wire.
+
+/// A message was refused before anything touched the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// Neither `to` nor `condition` was given.
+    #[error("message has no target: set `to` (token, topic or notification key) or `condition`")]
+    MissingTarget,
+    /// Both `to` and `condition` were given.
+    #[error("message has both `to` and `condition`: use exactly one")]
+    ConflictingTargets,
+    /// `time_to_live` outside `0..=2419200`. Values beyond `i64` are reported as `i64::MAX`.
+    #[error("`time_to_live` is {0} s: it must be between 0 and 2419200 (28 days)")]
+    TtlOutOfRange(i64),
+    /// The payload (keys and values of `data` and `notification`) is too large.
+    #[error(
+        "payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes"
+    )]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// A reserved key was used in `data`.
+    #[error(
+        "`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed"
+    )]
+    ReservedDataKey(String),
+    /// A field of the HTTP API that CCS (XMPP) does not accept.
+    #[error("`{field}` is not valid over XMPP: {hint}")]
+    HttpOnlyField {
+        field: &'static str,
+        hint: &'static str,
+    },
+    /// A field has the wrong type or an unacceptable value, or is unknown.
+    #[error("field `{field}`: {reason}")]
+    InvalidField { field: String, reason: String },
+    /// The input is not a JSON object, or not JSON at all.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
