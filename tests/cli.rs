@@ -14,23 +14,6 @@ use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
-    cmd.env_remove("GCM_API_KEY").env_remove("GCM_CCS_LOG");
-    cmd
-}
-
-/// Runs a command to completion off the async runtime, so the in-process emulator keeps going.
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// An emulator serving the HTTP API too.
 async fn http_emulator(script: Script) -> Emulator {
     let mut cfg = EmulatorConfig::new(SENDER, KEY);
@@ -134,7 +117,7 @@ async fn send_file(emu: &Emulator, bytes: &[u8]) -> (Output, HashMap<u64, Value>
     let s = Scratch::new(emu);
     let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
     std::fs::write(&input, bytes).unwrap();
-    let out = output(s.send(emu, &input, &output_path)).await;
+    let out = run(s.send(emu, &input, &output_path)).await;
     let by_line = records(&output_path);
     (out, by_line)
 }
@@ -153,7 +136,7 @@ fn invalid_record(line: u64, code: &str, description: &str) -> Value {
 async fn demo_json_counts_add_up() {
     let mut cmd = bin();
     cmd.args(["demo", "--messages", "2000", "--json"]);
-    let out = output(cmd).await;
+    let out = run(cmd).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     let n = |k: &str| {
@@ -179,7 +162,7 @@ async fn send_gives_every_line_one_outcome() {
     input_file(&input, 5000, 50);
     let mut cmd = s.send(&emu, &input, &output_path);
     cmd.args(["--connections", "2", "--json"]);
-    let out = output(cmd).await;
+    let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let by_line = records(&output_path);
@@ -242,14 +225,14 @@ async fn resume_after_a_kill_finishes_each_line_exactly_once() {
     emu.set_script(Default::default());
     let mut resume = s.send(&emu, &input, &output_path);
     resume.arg("--resume");
-    let out = output(resume).await;
+    let out = run(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let by_line = records(&output_path);
     assert_eq!(by_line.len(), 3000);
     assert!(by_line.values().all(|r| r["outcome"] != "failed"));
 
     // A finished output is not overwritten by mistake.
-    let again = output(s.send(&emu, &input, &output_path)).await;
+    let again = run(s.send(&emu, &input, &output_path)).await;
     assert_eq!(again.status.code(), Some(2));
     assert!(
         text(&again.stderr).contains("--resume"),
@@ -276,7 +259,7 @@ async fn wrong_key_exits_3_without_showing_the_key() {
             cmd.env("GCM_API_KEY", wrong);
         }
         cmd.arg("-vv");
-        let out = output(cmd).await;
+        let out = run(cmd).await;
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.contains("authentication failed"), "{stderr}");
@@ -291,17 +274,17 @@ async fn wrong_key_exits_3_without_showing_the_key() {
 async fn usage_and_file_errors_exit_2() {
     let emu = emulator(Default::default()).await;
     let s = Scratch::new(&emu);
-    let missing = output(s.send(&emu, &s.path("missing.ndjson"), &s.path("out.ndjson"))).await;
+    let missing = run(s.send(&emu, &s.path("missing.ndjson"), &s.path("out.ndjson"))).await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("missing.ndjson"));
 
     input_file(&s.path("in.ndjson"), 3, 100);
-    let unwritable = output(s.send(&emu, &s.path("in.ndjson"), &s.path("no/such/dir/out"))).await;
+    let unwritable = run(s.send(&emu, &s.path("in.ndjson"), &s.path("no/such/dir/out"))).await;
     assert_eq!(unwritable.status.code(), Some(2));
 
     let mut no_key = s.send(&emu, &s.path("in.ndjson"), &s.path("out.ndjson"));
     no_key.env_remove("GCM_API_KEY");
-    let no_key = output(no_key).await;
+    let no_key = run(no_key).await;
     assert_eq!(no_key.status.code(), Some(2));
     assert!(text(&no_key.stderr).contains("GCM_API_KEY"));
     assert_eq!(emu.stats().connections_accepted, 0);
@@ -373,6 +356,34 @@ async fn stream_prints_handshake_acks_upstream_and_receipts() {
     assert!(!stdout.contains(KEY) && !text(&out.stderr).contains(KEY));
 }
 
+/// What the server sends in the first millisecond after bind, before the session result even,
+/// is shown too: the stream of upstream messages exists from the client's creation on.
+#[tokio::test]
+async fn stream_shows_upstream_that_arrives_right_after_bind() {
+    let mut s = Script::default();
+    s.faults.upstream_on_bind = 6;
+    s.faults.upstream_before_session = true;
+    let emu = emulator(s).await;
+    let scratch = Scratch::new(&emu);
+    let mut cmd = scratch.client("stream", &emu);
+    cmd.args(["--to", "tok-1", "--wait", "1"]);
+    let out = run(cmd).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let tagged = |tag: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(tag) && l.contains("burst-") && l.ends_with("(acked)"))
+            .count()
+    };
+    assert_eq!(
+        (tagged("upstream "), tagged("receipt ")),
+        (3, 3),
+        "{stdout}"
+    );
+    assert_eq!(emu.stats().client_acks, 6);
+}
+
 #[tokio::test]
 async fn emulate_serves_a_client_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -408,7 +419,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     .args(["--wait", "0", "--ca-file"])
     .arg(&ca)
     .env("GCM_API_KEY", KEY);
-    let out = output(cmd).await;
+    let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("\nack "));
 
@@ -422,7 +433,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     http.args(["http", "--url", url, "--to", "tok", "--ca-file"])
         .arg(&ca)
         .env("GCM_API_KEY", KEY);
-    let out = output(http).await;
+    let out = run(http).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("ok     tok  "));
 
@@ -467,7 +478,7 @@ async fn http_multicast_reports_each_token() {
         r#"{"k":"v"}"#,
         "--json",
     ]);
-    let out = output(cmd).await;
+    let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let results = report["results"].as_array().unwrap();
@@ -493,7 +504,7 @@ async fn http_multicast_reports_each_token() {
     cmd.arg("--tokens-file")
         .arg(s.path("tokens"))
         .arg("--dry-run");
-    let out = output(cmd).await;
+    let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(
@@ -508,7 +519,7 @@ async fn http_multicast_reports_each_token() {
     refused
         .args(["--to", "tok"])
         .env("GCM_API_KEY", "AIzaNotTheKey_secret");
-    let out = output(refused).await;
+    let out = run(refused).await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
         !text(&out.stdout).contains("AIzaNotTheKey")
@@ -540,7 +551,7 @@ async fn send_via_http_and_resume_after_a_refused_key() {
         .env("GCM_API_KEY", key);
         cmd
     };
-    let out = output(via_http("AIzaWrong_refused_key")).await;
+    let out = run(via_http("AIzaWrong_refused_key")).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--resume"));
     assert!(
@@ -551,7 +562,7 @@ async fn send_via_http_and_resume_after_a_refused_key() {
 
     let mut resume = via_http(KEY);
     resume.arg("--resume");
-    let out = output(resume).await;
+    let out = run(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let by_line = records(&output_path);
     assert_eq!(by_line.len(), 200);
@@ -604,7 +615,7 @@ async fn key_refused_mid_run_stops_with_exit_3_and_resume_finishes() {
     emu.set_script(Default::default());
     let mut resume = s.send(&emu, &input, &output_path);
     resume.arg("--resume");
-    let out = output(resume).await;
+    let out = run(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(records(&output_path).len(), 2000);
 }

@@ -75,6 +75,11 @@ impl Raw {
 
     /// Opens TLS and negotiates a bound session (spec §3).
     async fn session(emu: &Emulator) -> Raw {
+        Raw::session_as(emu, &format!("{SENDER}@gcm.googleapis.com")).await
+    }
+
+    /// Opens TLS and authenticates with `authcid`; returns the SASL outcome's element name.
+    async fn authenticate(emu: &Emulator, authcid: &str) -> (Raw, String) {
         let mut raw = Raw::open(emu).await;
         let mut buf = Vec::new();
         wire::write::client_stream_header(&mut buf, "gcm.googleapis.com");
@@ -82,10 +87,19 @@ impl Raw {
         assert!(matches!(raw.frame().await, Frame::StreamOpen(_)));
         raw.frame().await; // features
         buf.clear();
-        wire::write::auth_plain(&mut buf, &format!("{SENDER}@gcm.googleapis.com"), KEY);
+        wire::write::auth_plain(&mut buf, authcid, KEY);
         raw.send(&buf).await;
-        assert!(matches!(raw.frame().await, Frame::Element(e) if e.name == "success"));
-        buf.clear();
+        let Frame::Element(outcome) = raw.frame().await else {
+            panic!("a SASL outcome expected");
+        };
+        (raw, outcome.name)
+    }
+
+    /// [`Raw::session`] with `authcid` as the SASL PLAIN username.
+    async fn session_as(emu: &Emulator, authcid: &str) -> Raw {
+        let (mut raw, outcome) = Raw::authenticate(emu, authcid).await;
+        assert_eq!(outcome, "success", "{authcid}");
+        let mut buf = Vec::new();
         wire::write::client_stream_header(&mut buf, "gcm.googleapis.com");
         wire::write::iq_bind(&mut buf, "b1", None);
         raw.send(&buf).await;
@@ -162,6 +176,72 @@ async fn still_serves(emu: &Emulator) {
         .await
         .unwrap();
     client.close().await;
+}
+
+// ----- what real clients do -----------------------------------------------------------------
+
+/// Clients built on XMPP libraries send the JID's localpart, the bare sender id, as the PLAIN
+/// username; CCS accepted that, and both documented domains (spec §3.4). A domain derived from
+/// the connect host is refused.
+#[tokio::test]
+async fn the_bare_sender_id_and_both_domains_authenticate() {
+    let emu = emulator(Default::default()).await;
+    for authcid in [
+        SENDER.to_owned(),
+        format!("{SENDER}@gcm.googleapis.com"),
+        format!("{SENDER}@fcm.googleapis.com"),
+    ] {
+        let mut raw = Raw::session_as(&emu, &authcid).await;
+        assert!(
+            raw.jid
+                .starts_with(&format!("{SENDER}@gcm.googleapis.com/")),
+            "{}",
+            raw.jid
+        );
+        raw.send_json("m-1", r#"{"to":"tok","message_id":"m-1"}"#)
+            .await;
+        let ack = raw.message().await;
+        assert!(matches!(wire::classify(&ack), Inbound::Ack(_)), "{ack:?}");
+    }
+    let (_, outcome) = Raw::authenticate(&emu, &format!("{SENDER}@fcm-xmpp.googleapis.com")).await;
+    assert_eq!(outcome, "failure");
+}
+
+/// A client that ignores the 100-pending window is visible in the statistics whatever the
+/// policy, and a strict emulator (`over_limit: close`) ends its stream.
+#[tokio::test]
+async fn a_client_over_the_window_is_counted_and_a_strict_emulator_closes_it() {
+    let silent = script(vec![rule("", gcm_ccs::emulator::Reply::Silent)]);
+    let emu = emulator(silent.clone()).await;
+    let mut raw = Raw::session(&emu).await;
+    for i in 0..150 {
+        let id = format!("m-{i}");
+        raw.send_json(&id, &format!(r#"{{"to":"tok","message_id":"{id}"}}"#))
+            .await;
+    }
+    eventually("150 received", || emu.stats().downstream == 150).await;
+    let stats = emu.stats();
+    assert_eq!(
+        (stats.max_pending, stats.over_limit),
+        (150, 50),
+        "{stats:?}"
+    );
+
+    let mut strict = silent;
+    strict.faults.over_limit = gcm_ccs::emulator::OverLimit::Close;
+    let emu = emulator(strict).await;
+    let mut raw = Raw::session(&emu).await;
+    for i in 0..101 {
+        let id = format!("m-{i}");
+        raw.send_json(&id, &format!(r#"{{"to":"tok","message_id":"{id}"}}"#))
+            .await;
+    }
+    assert_eq!(raw.stream_end().await.as_deref(), Some("policy-violation"));
+    assert!(
+        raw.seen().contains("more than 100 pending messages"),
+        "{}",
+        raw.seen()
+    );
 }
 
 // ----- misbehaving clients --------------------------------------------------------------------

@@ -848,3 +848,46 @@ async fn a_server_that_drains_without_closing_cannot_multiply_connections() {
         "{outcome:?}"
     );
 }
+
+/// A connection that floods acks for ids we never sent neither starves the intake nor the
+/// timers: messages keep flowing to the well-behaved connection, the flooding one's messages
+/// time out, and it is closed and its messages resent.
+#[tokio::test]
+async fn a_flood_of_acks_for_unknown_ids_starves_neither_intake_nor_timers() {
+    let flood: String = (0..100)
+        .map(|i| ack_stanza(&format!("unknown-{i}")))
+        .collect();
+    let server = RawServer::start(move |n| match n {
+        0 => after_handshake(vec![Step::Repeat {
+            chunk: flood.clone().into_bytes(),
+            times: usize::MAX,
+        }]),
+        _ => after_handshake(vec![Step::AckForever]),
+    })
+    .await;
+    let mut cfg = server.config();
+    cfg.connections = 2;
+    cfg.ack_timeout = Duration::from_secs(2);
+    let (client, _incoming) = bounded(10, Client::connect(cfg)).await.unwrap();
+    eventually("both connections", || client.stats().connections == 2).await;
+    let mut pending = Vec::new();
+    for i in 0..500 {
+        let msg = Message::to("tok")
+            .message_id(format!("m-{i}"))
+            .build()
+            .unwrap();
+        pending.push(client.submit(msg).await.unwrap());
+    }
+    for p in pending {
+        bounded(20, p)
+            .await
+            .expect("acked, on the good connection or after a resend");
+    }
+    let stats = client.stats();
+    assert!(
+        stats.retried > 0,
+        "the flooding connection's messages were resent: {stats:?}"
+    );
+    assert!(server.connections() >= 3, "and it was replaced");
+    client.close().await;
+}

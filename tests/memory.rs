@@ -70,8 +70,14 @@ async fn until_lost(rest: Vec<Step>, ping_interval: Duration) -> String {
     let mut cfg = server.config();
     cfg.ping_interval = ping_interval;
     // Subscribed before the first connection exists: the server misbehaves at once.
-    let (client, _incoming) = Client::start(cfg).unwrap();
+    let (client, mut incoming) = Client::start(cfg).unwrap();
     let mut events = client.events();
+    // An application that takes and acks every upstream message at once.
+    tokio::spawn(async move {
+        while let Some(delivery) = incoming.recv().await {
+            delivery.ack();
+        }
+    });
     next_event(&mut events, |e| match e {
         Event::Lost { reason, .. } => Some(reason),
         _ => None,

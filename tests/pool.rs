@@ -50,7 +50,7 @@ async fn pool_opens_every_connection_and_spreads_the_load() {
     assert!(outcomes.values().all(Result::is_ok));
     let stats = emu.stats();
     assert_eq!(stats.connections_authenticated, 4);
-    assert!(stats.max_in_flight <= 100, "{stats:?}");
+    assert!(stats.max_pending <= 100, "{stats:?}");
     assert_eq!(
         client.stats().reconnects,
         0,
@@ -442,5 +442,58 @@ async fn per_sender_connection_limit_is_enforced_and_the_pool_keeps_working() {
     assert_eq!(emu.stats().connections_open, 2);
     let outcomes = send_all(&client, 300, |i| format!("t{i}")).await;
     assert!(outcomes.values().all(Result::is_ok));
+    client.close().await;
+}
+
+/// The user's report: a pool of two, the first connection silent right after its session,
+/// a steady 40 msgs/s feed acked on the other. The silent connection's messages are resent
+/// after the liveness bound (2 × ping_interval), not when the feed stops; each is acked
+/// exactly once, and nothing is resent on the silent connection.
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_replaced_on_time_under_a_steady_feed() {
+    let mut s = Script::default();
+    s.faults.mute_first = 1;
+    s.faults.keepalive_ms = 5_000;
+    let emu = emulator(s).await;
+    let mut cfg = config(&emu);
+    cfg.connections = 2;
+    let interval = cfg.ping_interval;
+    let (client, _incoming) = emu.connect_in_memory(cfg).await.unwrap();
+    eventually("two connections", || client.stats().connections == 2).await;
+    let feed_started = Instant::now();
+    let mut outcomes = JoinSet::new();
+    // 100 s of feed: far beyond the liveness bound.
+    for i in 0..4000 {
+        let sent = Instant::now();
+        let pending = client
+            .submit(Message::to(format!("t{i}")).build().unwrap())
+            .await
+            .unwrap();
+        outcomes.spawn(async move {
+            let completion = pending.completion().await;
+            (sent.elapsed(), completion)
+        });
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut slowest = Duration::ZERO;
+    let mut resent = 0;
+    while let Some(joined) = outcomes.join_next().await {
+        let (latency, completion) = joined.unwrap();
+        completion.result.expect("every message is acked");
+        slowest = slowest.max(latency);
+        resent += usize::from(completion.attempts > 1);
+    }
+    assert!(feed_started.elapsed() >= Duration::from_secs(100));
+    assert!(
+        resent > 0,
+        "some messages went to the silent connection first"
+    );
+    assert!(
+        slowest <= interval * 2 + Duration::from_secs(1),
+        "the silent connection's messages waited {slowest:?}"
+    );
+    let stats = emu.stats();
+    assert_eq!(stats.resent_on_same_connection, 0, "{stats:?}");
+    assert!(stats.max_pending <= 100, "{stats:?}");
     client.close().await;
 }

@@ -192,7 +192,7 @@ async fn window_caps_in_flight_messages_on_the_wire() {
     let stats = emu.stats();
     assert_eq!(stats.downstream, 1000);
     assert_eq!(
-        stats.max_in_flight, 100,
+        stats.max_pending, 100,
         "the window must fill but never overflow"
     );
     assert_eq!(client.stats().acked, 1000);
@@ -217,7 +217,7 @@ async fn smaller_window_is_respected() {
     for p in pending {
         p.await.unwrap();
     }
-    assert_eq!(emu.stats().max_in_flight, 7);
+    assert_eq!(emu.stats().max_pending, 7);
     client.close().await;
 }
 

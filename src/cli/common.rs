@@ -2,6 +2,7 @@
 //! options, failures with their exit codes, and interrupt handling.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use gcm_ccs::{
     Config, ConnectError, Credentials, Endpoint, HttpConfig, HttpError, SendError, Trust,
@@ -84,7 +85,7 @@ impl From<ConnectError> for Failure {
                 " (the key is read from GCM_API_KEY or --api-key-file)",
             ),
             ConnectError::Config(_) => (exit::USAGE, ""),
-            ConnectError::Tls { .. } => (
+            ConnectError::Certificate { .. } => (
                 exit::FAILED,
                 " (a private CA needs --ca-file PEM; a name other than the host needs --server-name)",
             ),
@@ -164,6 +165,14 @@ pub struct XmppArgs {
     /// TLS name to verify [default: the endpoint host].
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
+    /// Limit for the TCP connect plus TLS handshake, and for each XMPP negotiation step.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout: u64,
+    /// How long the first connection is retried after failures that may pass (refused, reset,
+    /// timed out, not TLS, protocol errors); a refused key or certificate ends the run at once
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    start_budget: Option<u64>,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -186,6 +195,9 @@ impl XmppArgs {
         };
         cfg.server_name.clone_from(&self.server_name);
         cfg.trust = self.auth.trust()?;
+        cfg.connect_timeout = Duration::from_secs(self.connect_timeout);
+        cfg.handshake_timeout = cfg.connect_timeout;
+        cfg.start_budget = self.start_budget.map(Duration::from_secs);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -133,7 +133,7 @@ pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
 /// The counters on one line.
 fn counters(s: &EmulatorStats) -> String {
     format!(
-        "connections open {} (authenticated {}, auth failures {}) · downstream {} (acks {}, nacks {}, stanza errors {}) · duplicates {} · upstream/receipts acked {} · drains {} drops {}",
+        "connections open {} (authenticated {}, auth failures {}) · downstream {} (acks {}, nacks {}, stanza errors {}) · max pending {} (over the limit {}) · duplicates {} (resent on the same connection {}) · upstream/receipts acked {} · drains {} drops {}",
         s.connections_open,
         s.connections_authenticated,
         s.auth_failures,
@@ -141,7 +141,10 @@ fn counters(s: &EmulatorStats) -> String {
         s.acks_sent,
         s.nacks_sent,
         s.stanza_errors,
+        s.max_pending,
+        s.over_limit,
         s.duplicates,
+        s.resent_on_same_connection,
         s.client_acks,
         s.drains,
         s.drops

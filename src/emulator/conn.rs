@@ -1,6 +1,8 @@
 //! One emulated CCS connection: TLS accept, server-role negotiation, then downstream
 //! handling (validate, script, reply), client acks, iqs, drains and drops.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -80,24 +82,23 @@ async fn write_side<W: AsyncWrite + Unpin>(
         }
         if state.muted.load(Relaxed) {
             buf.clear();
-            if end.is_some() {
-                break;
-            }
-            continue;
         }
         if w.write_all(&buf).await.is_err() || w.flush().await.is_err() {
             reader.abort();
             return;
         }
         buf.clear();
-        if end.is_some() {
-            break;
+        match end {
+            Some(Out::Mute) => state.muted.store(true, Relaxed),
+            Some(_) => break,
+            None => {}
         }
     }
     let _ = w.shutdown().await;
 }
 
-/// Appends bytes to the batch; returns the item if it ends the connection.
+/// Appends bytes to the batch; returns the item if it ends the batch (a mute) or the
+/// connection.
 fn collect(buf: &mut Vec<u8>, item: Out) -> Option<Out> {
     match item {
         Out::Bytes(b) => {
@@ -149,7 +150,7 @@ async fn read_side<R: AsyncRead + Unpin>(
             return;
         }
     };
-    shared.rec.connections_authenticated.fetch_add(1, Relaxed);
+    let bound = shared.rec.connections_authenticated.fetch_add(1, Relaxed);
     shared.rec.connections_open.fetch_add(1, Relaxed);
     let ctl = ConnCtl {
         sender_id: slot.sender_id.clone(),
@@ -162,7 +163,19 @@ async fn read_side<R: AsyncRead + Unpin>(
     let _ = ctl
         .out
         .send(Out::Bytes(write::WHITESPACE_KEEPALIVE.to_vec()));
-    let ctx = Ctx { shared, ctl, jid };
+    let faults = shared.script().faults.clone();
+    let ctx = Ctx {
+        shared,
+        ctl,
+        jid,
+        conn: id,
+        mute_after_session: Cell::new(bound < u64::from(faults.mute_first)),
+        burst_after_session: Cell::new(!faults.upstream_before_session),
+        seen: RefCell::new(HashSet::new()),
+    };
+    if faults.upstream_before_session {
+        ctx.upstream_burst();
+    }
     loop {
         match reader.next_frame().await {
             Ok(Frame::Message(m)) => ctx.on_message(m),
@@ -319,11 +332,12 @@ fn authenticate(shared: &Shared, auth: &Element) -> Result<String, Vec<u8>> {
     }
     let creds =
         wire::sasl::decode_plain(auth.text.trim()).map_err(|_| failure("incorrect-encoding"))?;
-    let (sender_id, domain) = creds
-        .authcid
-        .split_once('@')
-        .ok_or_else(|| failure("not-authorized"))?;
-    let domain_ok = domain == GCM_DOMAIN || domain == "fcm.googleapis.com";
+    // `SENDER_ID@gcm.googleapis.com`, `@fcm.googleapis.com`, or the bare sender id that
+    // clients built on XMPP libraries send (the JID's localpart, spec §3.4).
+    let (sender_id, domain_ok) = match creds.authcid.split_once('@') {
+        Some((id, domain)) => (id, domain == GCM_DOMAIN || domain == "fcm.googleapis.com"),
+        None => (creds.authcid.as_str(), true),
+    };
     let authzid_ok = creds.authzid.is_empty() || creds.authzid == creds.authcid;
     let known = shared
         .credentials
@@ -505,6 +519,13 @@ struct Ctx {
     shared: Arc<Shared>,
     ctl: ConnCtl,
     jid: String,
+    conn: u64,
+    /// Go silent once the session result is out (`Faults::mute_first`).
+    mute_after_session: Cell<bool>,
+    /// Send the `upstream_on_bind` burst once the session result is out.
+    burst_after_session: Cell<bool>,
+    /// Downstream ids received on this connection (with `track_ids`).
+    seen: RefCell<HashSet<String>>,
 }
 
 impl Ctx {
@@ -523,6 +544,45 @@ impl Ctx {
 
     fn on_iq(&self, iq: &Element) {
         answer_iq(&self.ctl.out, iq);
+        if iq.attr("type") == Some("set") && iq.child(wire::NS_SESSION, "session").is_some() {
+            if self.burst_after_session.replace(false) {
+                self.upstream_burst();
+            }
+            if self.mute_after_session.replace(false) {
+                let _ = self.ctl.out.send(Out::Mute);
+            }
+        }
+    }
+
+    /// `Faults::upstream_on_bind`: upstream messages and receipts, alternately.
+    fn upstream_burst(&self) {
+        let count = self.shared.script().faults.upstream_on_bind;
+        for i in 0..count {
+            let id = format!("burst-{}-{i}", self.conn);
+            let (id, json) = if i % 2 == 0 {
+                let json = serde_json::json!({
+                    "category": "com.example.emulator",
+                    "data": {"seq": i.to_string()},
+                    "message_id": id,
+                    "from": "burst-device",
+                });
+                (id, json)
+            } else {
+                let receipt_id = format!("dr2:{id}");
+                let json = serde_json::json!({
+                    "message_type": "receipt",
+                    "message_id": receipt_id,
+                    "from": GCM_DOMAIN,
+                    "data": {
+                        "message_status": "MESSAGE_SENT_TO_DEVICE",
+                        "original_message_id": id,
+                        "device_registration_id": "burst-device",
+                    }
+                });
+                (receipt_id, json)
+            };
+            send_upstream(&self.shared, &self.ctl, &id, &json.to_string());
+        }
     }
 
     fn on_message(&self, m: MessageStanza) {
@@ -592,8 +652,11 @@ impl Ctx {
         } else {
             1
         };
+        if self.shared.track_ids && !self.seen.borrow_mut().insert(id.clone()) {
+            rec.resent_on_same_connection.fetch_add(1, Relaxed);
+        }
         let in_flight = self.ctl.state.in_flight.fetch_add(1, Relaxed) + 1;
-        rec.in_flight_seen(in_flight);
+        rec.pending_seen(in_flight);
         let count = self.ctl.state.received.fetch_add(1, Relaxed) + 1;
         let script = self.shared.script();
         let faults = &script.faults;
@@ -621,14 +684,29 @@ impl Ctx {
                 None,
             );
         }
-        if faults.over_limit == OverLimit::Nack && in_flight > faults.pending_limit as u64 {
-            return self.nack(
-                &id,
-                &target,
-                "SERVICE_UNAVAILABLE",
-                "too many pending messages",
-                None,
-            );
+        if in_flight > faults.pending_limit as u64 {
+            rec.over_limit.fetch_add(1, Relaxed);
+            match faults.over_limit {
+                OverLimit::Ignore => {}
+                OverLimit::Nack => {
+                    return self.nack(
+                        &id,
+                        &target,
+                        "SERVICE_UNAVAILABLE",
+                        "too many pending messages",
+                        None,
+                    );
+                }
+                OverLimit::Close => {
+                    self.shared.rec.stream_errors.fetch_add(1, Relaxed);
+                    let text = format!("more than {} pending messages", faults.pending_limit);
+                    send(&self.ctl.out, |b| {
+                        write::stream_error(b, "policy-violation", Some(&text))
+                    });
+                    let _ = self.ctl.out.send(Out::Close);
+                    return;
+                }
+            }
         }
         let drain_now = faults.drain_after == Some(count)
             || (faults.drain_probability > 0.0

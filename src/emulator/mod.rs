@@ -115,6 +115,8 @@ pub(crate) enum Out {
     Finish,
     /// Cut the TCP connection without any goodbye.
     Drop,
+    /// Write what came before, then nothing any more (the connection goes silent).
+    Mute,
 }
 
 /// Control handle of an authenticated connection.

@@ -81,11 +81,15 @@ pub enum Reply {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverLimit {
-    /// Process normally (the client's obligation; only the statistics record it).
+    /// Process normally (the client's obligation; the statistics record it: `max_pending`,
+    /// `over_limit`).
     #[default]
     Ignore,
     /// Nack the excess message with `SERVICE_UNAVAILABLE`.
     Nack,
+    /// End the connection with a `policy-violation` stream error, as a strict server would;
+    /// its pending messages get no answer.
+    Close,
 }
 
 /// Connection-level faults and timings.
@@ -126,6 +130,15 @@ pub struct Faults {
     pub over_limit: OverLimit,
     /// The pending limit the policy applies to.
     pub pending_limit: usize,
+    /// The first this many connections to bind go silent right after their session result:
+    /// no replies, no pongs, no keepalives (a dead path that TCP does not notice).
+    pub mute_first: u32,
+    /// Send this many upstream messages and delivery receipts (alternately) on each connection
+    /// right after binding.
+    pub upstream_on_bind: u32,
+    /// Send the `upstream_on_bind` burst before answering the session request (a server that
+    /// treats the stream as ready once bound, spec §3.7) instead of after.
+    pub upstream_before_session: bool,
 }
 
 impl Default for Faults {
@@ -147,6 +160,9 @@ impl Default for Faults {
             upstream_every_ms: 0,
             over_limit: OverLimit::Ignore,
             pending_limit: crate::xmpp::config::MAX_WINDOW,
+            mute_first: 0,
+            upstream_on_bind: 0,
+            upstream_before_session: false,
         }
     }
 }

@@ -19,7 +19,9 @@ pub(crate) struct Recorder {
     pub stanza_errors: AtomicU64,
     pub client_acks: AtomicU64,
     pub bad_acks: AtomicU64,
-    pub max_in_flight: AtomicU64,
+    pub max_pending: AtomicU64,
+    pub over_limit: AtomicU64,
+    pub resent_on_same_connection: AtomicU64,
     pub drains: AtomicU64,
     pub drops: AtomicU64,
     pub stream_errors: AtomicU64,
@@ -61,8 +63,8 @@ impl Recorder {
         }
     }
 
-    pub fn in_flight_seen(&self, n: u64) {
-        self.max_in_flight.fetch_max(n, Relaxed);
+    pub fn pending_seen(&self, n: u64) {
+        self.max_pending.fetch_max(n, Relaxed);
     }
 
     pub fn upstream_sent(&self, id: &str) {
@@ -97,7 +99,9 @@ impl Recorder {
             stanza_errors: self.stanza_errors.load(Relaxed),
             client_acks: self.client_acks.load(Relaxed),
             bad_acks: self.bad_acks.load(Relaxed),
-            max_in_flight: self.max_in_flight.load(Relaxed),
+            max_pending: self.max_pending.load(Relaxed),
+            over_limit: self.over_limit.load(Relaxed),
+            resent_on_same_connection: self.resent_on_same_connection.load(Relaxed),
             drains: self.drains.load(Relaxed),
             drops: self.drops.load(Relaxed),
             stream_errors: self.stream_errors.load(Relaxed),
@@ -126,8 +130,15 @@ pub struct EmulatorStats {
     pub client_acks: u64,
     /// Acks from the client that were malformed or for unknown ids.
     pub bad_acks: u64,
-    /// The most unanswered downstream messages seen on one connection at once.
-    pub max_in_flight: u64,
+    /// The most unanswered downstream messages seen on one connection at once (CCS allows
+    /// 100: a client above that ignores the flow control of spec §9.1).
+    pub max_pending: u64,
+    /// Downstream messages that arrived while their connection already had `pending_limit`
+    /// unanswered ones (whatever the `over_limit` policy did with them).
+    pub over_limit: u64,
+    /// Downstream copies of a message id that connection had already received (needs
+    /// `track_ids`): a client must resend on another connection, never on the same one.
+    pub resent_on_same_connection: u64,
     pub drains: u64,
     pub drops: u64,
     pub stream_errors: u64,

@@ -329,39 +329,64 @@ impl Reader {
         self.deliver(message).await
     }
 
-    /// Hands an upstream message or receipt to the application, waiting (and telling the
-    /// pool, which suspends this connection's clocks) while [`Incoming`](crate::Incoming) is
-    /// full. Nothing is acked here: the application acks what it has.
+    /// Hands an upstream message or receipt to the application. While it cannot (the
+    /// application holds [`REPLY_BACKLOG`] deliveries not acked yet, or
+    /// [`Incoming`](crate::Incoming) is full) the reader waits, and tells the pool, which
+    /// suspends this connection's clocks. Nothing is acked here: the application acks what
+    /// it has.
     async fn deliver(&mut self, message: IncomingMessage) -> bool {
-        let conn = self.conn;
-        let ack = AckRoute {
-            writer: self.writer.clone(),
-            permit: self.reserve().await,
+        let delivery = match self.backlog.clone().try_acquire_owned() {
+            Ok(permit) => self.delivery(message, permit),
+            Err(_) => {
+                if !self.pause().await {
+                    return false;
+                }
+                let permit = self.reserve().await;
+                if !self.resume().await {
+                    return false;
+                }
+                self.delivery(message, permit)
+            }
         };
-        let delivery = Delivery::new(conn, message, ack);
-        match self.routes.incoming.try_send(delivery) {
-            Ok(()) => {}
+        let handed = match self.routes.incoming.try_send(delivery) {
+            Ok(()) => true,
             Err(TrySendError::Full(delivery)) => {
-                let events = &self.routes.events;
-                if events.send(ConnEvent::Paused { conn }).await.is_err() {
+                if !self.pause().await {
                     return false;
                 }
                 let handed = self.routes.incoming.send(delivery).await.is_ok();
-                if events.send(ConnEvent::Resumed { conn }).await.is_err() {
+                if !self.resume().await {
                     return false;
                 }
-                if !handed {
-                    self.incoming_dropped();
-                    return true;
-                }
+                handed
             }
-            Err(TrySendError::Closed(_)) => {
-                self.incoming_dropped();
-                return true;
-            }
+            Err(TrySendError::Closed(_)) => false,
+        };
+        if handed {
+            self.routes.stats.delivered();
+        } else {
+            self.incoming_dropped();
         }
-        self.routes.stats.delivered();
         true
+    }
+
+    fn delivery(&self, message: IncomingMessage, permit: OwnedSemaphorePermit) -> Delivery {
+        let ack = AckRoute {
+            writer: self.writer.clone(),
+            permit,
+        };
+        Delivery::new(self.conn, message, ack)
+    }
+
+    /// Tells the pool this reader waits for the application; false once the shell is gone.
+    async fn pause(&self) -> bool {
+        let paused = ConnEvent::Paused { conn: self.conn };
+        self.routes.events.send(paused).await.is_ok()
+    }
+
+    async fn resume(&self) -> bool {
+        let resumed = ConnEvent::Resumed { conn: self.conn };
+        self.routes.events.send(resumed).await.is_ok()
     }
 
     fn incoming_dropped(&mut self) {

@@ -173,7 +173,7 @@ impl Shell {
                 self.pool.on_connect_failed(now, conn, error)
             }
             ConnEvent::Inbound { conn, inbound } => self.pool.on_inbound(now, conn, inbound),
-            ConnEvent::Paused { conn } => self.pool.on_paused(conn),
+            ConnEvent::Paused { conn } => self.pool.on_paused(now, conn),
             ConnEvent::Resumed { conn } => self.pool.on_resumed(now, conn),
             ConnEvent::Closed { conn, reason } => {
                 self.links.remove(&conn);

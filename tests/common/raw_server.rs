@@ -131,6 +131,10 @@ pub struct Options {
     /// `SO_RCVBUF` of accepted sockets: small values make a server that does not read push
     /// back on the client quickly.
     pub recv_buffer: Option<u32>,
+    /// The first this many connections speak no TLS: their script runs on the bare TCP stream.
+    pub plain_first: usize,
+    /// Listen here instead of on a free port of 127.0.0.1.
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// What the client sent that a connection keeps (enough for any transcript assertion).
@@ -157,8 +161,16 @@ impl RawServer {
         options: Options,
         script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
     ) -> RawServer {
+        Self::start_signed(&TestCa::new("raw server CA"), options, script).await
+    }
+
+    /// [`RawServer::start_opts`] with a certificate issued by `ca`.
+    pub async fn start_signed(
+        ca: &TestCa,
+        options: Options,
+        script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
+    ) -> RawServer {
         let transport = options.transport;
-        let ca = TestCa::new("raw server CA");
         let leaf = ca.leaf(&["localhost", "127.0.0.1"], ALWAYS_VALID);
         let chain = CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -177,7 +189,11 @@ impl RawServer {
         if let Some(size) = options.recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        let addr = options
+            .addr
+            .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+        socket.bind(addr).unwrap();
         let listener = socket.listen(1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -196,10 +212,11 @@ impl RawServer {
                     logs.lock().unwrap().push(log.clone());
                     let steps = script(n);
                     let acceptor = acceptor.clone();
+                    let plain = transport == Transport::PlainTcp || n < options.plain_first;
                     tasks2.lock().unwrap().spawn(async move {
-                        match transport {
-                            Transport::PlainTcp => play(tcp, steps, log).await,
-                            Transport::Tls => {
+                        match plain {
+                            true => play(tcp, steps, log).await,
+                            false => {
                                 if let Ok(tls) = acceptor.accept(tcp).await {
                                     play(tls, steps, log).await;
                                 }

@@ -39,6 +39,8 @@ pub(super) enum Due {
     Silent,
     /// Draining for longer than the grace.
     DrainOverdue,
+    /// The reader has waited for the application for two intervals (said once).
+    Stalled,
 }
 
 pub(super) struct Conn<R> {
@@ -48,9 +50,12 @@ pub(super) struct Conn<R> {
     pub last_seen: Instant,
     /// When we last pinged.
     pub last_ping: Option<Instant>,
-    /// The reader waits for the application to take upstream messages (backpressure): we are
-    /// not reading, so the server's silence and missing acks are ours, not its.
-    pub paused: bool,
+    /// Since when the reader waits for the application to take upstream messages
+    /// (backpressure): we are not reading, so the server's silence and missing acks are ours,
+    /// not its.
+    pub paused: Option<Instant>,
+    /// The long pause was reported.
+    pub stall_told: bool,
     /// Ack timeouts run from here at the earliest (the end of the last pause).
     pub ack_floor: Instant,
     /// The room this connection is registered with for placement.
@@ -66,7 +71,8 @@ impl<R> Conn<R> {
             window: InFlight::new(window),
             last_seen: now,
             last_ping: None,
-            paused: false,
+            paused: None,
+            stall_told: false,
             ack_floor: now,
             placed: None,
             armed: None,
@@ -75,7 +81,7 @@ impl<R> Conn<R> {
 
     /// Free room if the connection may take messages now.
     pub fn open_room(&self) -> Option<usize> {
-        (self.phase == Phase::Active && !self.paused).then(|| self.window.room())
+        (self.phase == Phase::Active && self.paused.is_none()).then(|| self.window.room())
     }
 
     fn drain_deadline(&self, c: &Clocks) -> Option<Instant> {
@@ -98,13 +104,22 @@ impl<R> Conn<R> {
         self.last_seen + c.ping_interval * 2
     }
 
+    /// When a pause has lasted long enough to be worth telling.
+    fn stall_at(&self, c: &Clocks) -> Option<Instant> {
+        let since = self.paused.filter(|_| !self.stall_told)?;
+        Some(since + c.ping_interval * 2)
+    }
+
     /// The most urgent thing due at `now`.
     pub fn due(&self, now: Instant, c: &Clocks) -> Due {
         if self.drain_deadline(c).is_some_and(|d| d <= now) {
             return Due::DrainOverdue;
         }
-        if self.paused {
-            return Due::Nothing;
+        if self.paused.is_some() {
+            return match self.stall_at(c) {
+                Some(at) if at <= now => Due::Stalled,
+                _ => Due::Nothing,
+            };
         }
         if self.ack_deadline(c).is_some_and(|d| d <= now) {
             Due::AckTimeout
@@ -117,11 +132,15 @@ impl<R> Conn<R> {
         }
     }
 
-    /// When the next check is due. While paused only the drain grace runs.
+    /// When the next check is due. While paused only the drain grace and the stall notice
+    /// run.
     pub fn next_check(&self, c: &Clocks) -> Option<Instant> {
         let drain = self.drain_deadline(c);
-        if self.paused {
-            return drain;
+        if self.paused.is_some() {
+            return match (drain, self.stall_at(c)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
         let liveness = self.ping_due(c).min(self.silent_at(c));
         Some(

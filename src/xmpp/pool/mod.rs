@@ -289,10 +289,11 @@ impl<R> Pool<R> {
     }
 
     /// The reader of `conn` waits for the application to take upstream messages.
-    pub fn on_paused(&mut self, conn: ConnId) {
+    pub fn on_paused(&mut self, now: Instant, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.paused = true;
+            c.paused = Some(now);
             self.place(conn);
+            self.rearm(conn);
         }
     }
 
@@ -301,7 +302,8 @@ impl<R> Pool<R> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.paused = false;
+        c.paused = None;
+        c.stall_told = false;
         c.ack_floor = now;
         c.last_seen = c.last_seen.max(now);
         self.place(conn);
@@ -625,6 +627,15 @@ impl<R> Pool<R> {
                 let mut buf = Vec::new();
                 crate::wire::write::iq_ping(&mut buf, &format!("ping-{id}"), &self.cfg.stream_to);
                 self.actions.push_back(Action::Write(id, buf.into()));
+            }
+            Due::Stalled => {
+                conn.stall_told = true;
+                warn!(
+                    conn = id,
+                    "the application has not taken upstream messages for {:?}: this connection \
+                     reads nothing and takes no new messages until Incoming is read (or dropped)",
+                    interval * 2
+                );
             }
             Due::Nothing => {}
         }

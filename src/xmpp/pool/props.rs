@@ -146,7 +146,8 @@ impl World {
             Op::Pause(k) => {
                 if let Some(c) = pick(&self.live(), k) {
                     self.paused.insert(c);
-                    self.h.pool.on_paused(c);
+                    let now = self.h.now;
+                    self.h.pool.on_paused(now, c);
                     self.h.drain_actions();
                 }
             }

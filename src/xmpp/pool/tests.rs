@@ -286,7 +286,8 @@ fn a_paused_connection_takes_nothing_and_is_not_judged_until_it_resumes() {
     cfg.connections = 1;
     let mut h = Harness::connected(cfg);
     let job = h.submit();
-    h.pool.on_paused(1);
+    let now = h.now;
+    h.pool.on_paused(now, 1);
     let waiting = h.submit();
     assert!(h.pending_on(waiting).is_empty());
     h.advance(Duration::from_secs(300));
