@@ -15,24 +15,38 @@ pub enum ConnectError {
     /// TCP connect or DNS failure.
     #[error("cannot reach {endpoint}: {source}")]
     Io {
+        /// `host:port` that was dialled.
         endpoint: String,
+        /// The operating system's error.
         #[source]
         source: Arc<std::io::Error>,
     },
     /// The TLS handshake failed for another reason than the certificate (reset, the server
     /// does not speak TLS, an alert…).
     #[error("TLS handshake with {endpoint} failed: {reason}")]
-    Tls { endpoint: String, reason: String },
+    Tls {
+        /// `host:port` of the server.
+        endpoint: String,
+        /// What rustls reported.
+        reason: String,
+    },
     /// The server's certificate is not acceptable: not trusted, expired or not yet valid, or
     /// for another name. Retrying cannot fix it.
     #[error("TLS handshake with {endpoint} failed: {reason}")]
-    Certificate { endpoint: String, reason: String },
+    Certificate {
+        /// `host:port` of the server.
+        endpoint: String,
+        /// Why the certificate was refused, as rustls says it.
+        reason: String,
+    },
     /// SASL authentication was refused: wrong sender id or server key. A configuration error.
     #[error(
         "authentication failed for sender {sender_id} ({condition}): check the sender id and server key"
     )]
     Auth {
+        /// The sender id that was refused.
         sender_id: String,
+        /// The SASL failure condition, normally `not-authorized`.
         condition: String,
     },
     /// The server violated the protocol during the handshake.
@@ -41,13 +55,17 @@ pub enum ConnectError {
     /// The server closed the stream with a `<stream:error>`.
     #[error("server sent stream error `{condition}`{}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())]
     StreamError {
+        /// The RFC 6120 condition, e.g. `invalid-xml`.
         condition: String,
+        /// The server's explanation, if any.
         text: Option<String>,
     },
     /// A handshake step did not complete in time.
     #[error("timed out after {after:?} waiting for {stage}")]
     Timeout {
+        /// What was awaited.
         stage: &'static str,
+        /// How long.
         after: Duration,
     },
     /// Framing failure while negotiating.

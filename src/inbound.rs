@@ -14,6 +14,7 @@ use crate::wire::MessageStanza;
 /// The server accepted a downstream message for delivery (not: the device got it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
+    /// The id of the acknowledged message.
     pub message_id: String,
     /// The registration token (or topic) the message was sent to, as echoed by the server.
     pub from: Option<String>,
@@ -26,8 +27,11 @@ pub struct Ack {
 pub struct Nack {
     /// Absent only on malformed nacks; such nacks cannot be correlated.
     pub message_id: Option<String>,
+    /// The target the message was sent to, as echoed by the server.
     pub from: Option<String>,
+    /// Why, in the server's vocabulary.
     pub code: NackCode,
+    /// The server's explanation (`error_description`).
     pub description: Option<String>,
 }
 
@@ -82,13 +86,14 @@ pub enum Control {
     Other(String),
 }
 
-/// A delivery receipt (§8.5). Acked automatically with its full `dr2:` id.
+/// A delivery receipt (§8.5); its ack carries the full `dr2:` id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     /// The receipt's own id, `dr2:` + original message id.
     pub message_id: String,
     /// The receipt's `from` (normally `gcm.googleapis.com`).
     pub from: String,
+    /// The app's package name.
     pub category: Option<String>,
     /// `data.original_message_id`.
     pub original_message_id: Option<String>,
@@ -100,25 +105,35 @@ pub struct Receipt {
     pub data: Map<String, Value>,
 }
 
-/// An upstream message from a device (§8.6). Acked automatically.
+/// An upstream message from a device (§8.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// The id the device gave it: with `from`, the key to de-duplicate redeliveries on.
     pub message_id: String,
     /// Registration token of the sending app instance.
     pub from: String,
+    /// The app's package name.
     pub category: Option<String>,
+    /// How long CCS keeps it for us, in seconds.
     pub time_to_live: Option<u64>,
+    /// The app's payload.
     pub data: Map<String, Value>,
 }
 
 /// One classified inbound `<message>`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
+    /// A downstream message was accepted.
     Ack(Ack),
+    /// A downstream message was refused.
     Nack(Nack),
+    /// A stanza of ours could not be used.
     StanzaError(StanzaError),
+    /// A control message (draining).
     Control(Control),
+    /// A delivery receipt.
     Receipt(Receipt),
+    /// An upstream message.
     Upstream(Upstream),
     /// Ignored by the forward-compatibility rule, and so never acked: unknown `message_type`
     /// (or one that is not a string, `null` included), or a message without a usable `<gcm>`

@@ -1,6 +1,6 @@
 //! A local CCS emulator (feature `emulator`): direct TLS, the exact negotiation of §3, the
 //! inbound stanza shapes of §6.3, downstream validation with the client's own rules, scripted
-//! replies and faults, and statistics to assert on. It reuses [`crate::wire`], so client and
+//! replies and faults, and statistics to assert on. It reuses the crate's wire codec, so client and
 //! server cannot disagree about framing. Optionally it also serves the legacy HTTP send API
 //! ([`EmulatorConfig::http_listen`]).
 
@@ -39,12 +39,16 @@ use stats::Recorder;
 /// Errors starting the emulator.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmulatorError {
+    /// The listening address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: Arc<std::io::Error>,
     },
+    /// The certificate or key cannot be used.
     #[error("emulator TLS: {0}")]
     Tls(String),
 }
@@ -59,6 +63,7 @@ pub struct EmulatorConfig {
     pub credentials: Vec<Credentials>,
     /// Certificate to present; `None` generates a CA and a loopback leaf.
     pub identity: Option<Identity>,
+    /// Scripted replies and faults.
     pub script: Script,
     /// Limit for a client to finish TLS and the XMPP negotiation.
     pub handshake_timeout: Duration,

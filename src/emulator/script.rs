@@ -36,7 +36,9 @@ pub struct HttpFaults {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusBurst {
+    /// The status to answer with.
     pub status: u16,
+    /// How many requests in a row.
     pub times: u32,
     /// `Retry-After` value to send: seconds (`"2"`) or an HTTP-date.
     #[serde(default)]
@@ -52,6 +54,7 @@ pub struct StatusBurst {
 pub struct Rule {
     /// Applies to targets starting with this prefix (empty: every target).
     pub prefix: String,
+    /// What matching messages get.
     pub reply: Reply,
 }
 
@@ -62,17 +65,30 @@ pub enum Reply {
     /// Ack at once.
     Ack,
     /// Ack with a canonical `registration_id`.
-    Canonical { registration_id: String },
+    Canonical {
+        /// The token the device has now.
+        registration_id: String,
+    },
     /// Nack with `code` (any string, e.g. `DEVICE_UNREGISTERED`).
     Nack {
+        /// The nack code.
         code: String,
+        /// `error_description` (default: `scripted nack`).
         #[serde(default)]
         description: Option<String>,
     },
     /// Nack the first `times` copies of each message id with `code`, then ack.
-    NackFirst { code: String, times: u32 },
+    NackFirst {
+        /// The nack code.
+        code: String,
+        /// Copies nacked before the first ack.
+        times: u32,
+    },
     /// Ack after `ms` milliseconds (acks come back out of order).
-    Delay { ms: u64 },
+    Delay {
+        /// The delay.
+        ms: u64,
+    },
     /// Never answer.
     Silent,
 }

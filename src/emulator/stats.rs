@@ -112,9 +112,13 @@ impl Recorder {
 /// A snapshot of the emulator's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EmulatorStats {
+    /// TCP (or in-memory) connections accepted.
     pub connections_accepted: u64,
+    /// Connections that authenticated and bound.
     pub connections_authenticated: u64,
+    /// Bound connections open now.
     pub connections_open: u64,
+    /// SASL refusals.
     pub auth_failures: u64,
     /// Downstream stanzas received, every copy counted.
     pub downstream: u64,
@@ -123,8 +127,11 @@ pub struct EmulatorStats {
     /// Duplicate deliveries: acks beyond the first, over all message ids (retries after
     /// nacks are not duplicates; resends of messages whose ack was lost are).
     pub duplicates: u64,
+    /// Acks written.
     pub acks_sent: u64,
+    /// Nacks written.
     pub nacks_sent: u64,
+    /// Stanza errors written.
     pub stanza_errors: u64,
     /// Acks from the client for upstream messages and receipts.
     pub client_acks: u64,
@@ -139,7 +146,10 @@ pub struct EmulatorStats {
     /// Downstream copies of a message id that connection had already received (needs
     /// `track_ids`): a client must resend on another connection, never on the same one.
     pub resent_on_same_connection: u64,
+    /// `CONNECTION_DRAINING` announcements.
     pub drains: u64,
+    /// Connections cut abruptly.
     pub drops: u64,
+    /// Stream errors written (the connection ended).
     pub stream_errors: u64,
 }

@@ -22,7 +22,9 @@ pub struct HttpConfig {
     /// The send URL (`https` only: the key must not travel in clear text). The TLS name
     /// verified is this URL's host.
     pub url: String,
+    /// The server key, sent as `Authorization: key=…` and never printed.
     pub server_key: ServerKey,
+    /// Which certificates to trust.
     pub trust: Trust,
     /// TCP connect (the request timeout bounds the TLS handshake and everything after).
     pub connect_timeout: Duration,

@@ -1,6 +1,6 @@
 //! Failures of whole HTTP requests, in the legacy API's vocabulary.
 
-/// A failure of a whole HTTP request (per-token errors are [`SendError::Nacked`]). Texts are
+/// A failure of a whole HTTP request (per-token errors are [`SendError::Nacked`](crate::SendError::Nacked)). Texts are
 /// the server's own, reduced to one readable line; they never contain the server key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
@@ -14,7 +14,12 @@ pub enum HttpError {
     Unauthorized(String),
     /// Any other non-200 status; 5xx statuses are only reported once retries are exhausted.
     #[error("HTTP {status} from the server: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The body, reduced to one readable line.
+        body: String,
+    },
     /// A 200 response whose body is not one of the documented JSON shapes.
     #[error("unexpected response from the server: {0}")]
     InvalidResponse(String),

@@ -18,7 +18,9 @@ const MAX_TEXT: usize = 300;
 pub enum TokenResult {
     /// Accepted; `registration_id` is the canonical token when the device has a newer one.
     Sent {
+        /// The server-assigned id, e.g. `0:1516…%7a…`.
         message_id: String,
+        /// The canonical token, when the device has a newer one.
         registration_id: Option<String>,
     },
     /// Refused with this error code (§6), verbatim.
@@ -41,7 +43,9 @@ pub enum TokenResult {
 pub enum Reply {
     /// Token target(s): one result per token, in request order.
     Tokens {
+        /// The request's 64-bit id.
         multicast_id: i64,
+        /// One result per token, in request order.
         results: Vec<TokenResult>,
     },
     /// Topic or condition target: the numeric message id, or an error code.

@@ -61,9 +61,17 @@ impl std::fmt::Debug for HttpSender {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// A registration token: the ack and the request's 64-bit `multicast_id`.
-    Token { ack: Ack, multicast_id: i64 },
+    Token {
+        /// The server's acceptance (its message id, a canonical token if any).
+        ack: Ack,
+        /// The request's id.
+        multicast_id: i64,
+    },
     /// A topic or condition: the 64-bit `message_id` of the accepted fan-out.
-    Topic { message_id: i64 },
+    Topic {
+        /// The id of the fan-out.
+        message_id: i64,
+    },
     /// A device group (`to` = notification key).
     Group(GroupOutcome),
 }

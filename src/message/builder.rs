@@ -30,38 +30,43 @@ impl MessageBuilder {
         self
     }
 
-    /// Use this id instead of a generated one (see [`MAX_MESSAGE_ID_LEN`] for the rule).
+    /// Use this id instead of a generated one (see [`MAX_MESSAGE_ID_LEN`](super::MAX_MESSAGE_ID_LEN) for the rule).
     pub fn message_id(mut self, id: impl Into<String>) -> Self {
         self.message_id = Some(id.into());
         self
     }
 
+    /// Messages with the same key replace each other while the device is offline.
     pub fn collapse_key(mut self, key: impl Into<String>) -> Self {
         self.options.collapse_key = Some(key.into());
         self
     }
 
+    /// `normal` or `high` (the server's default depends on the kind of message).
     pub fn priority(mut self, priority: Priority) -> Self {
         self.options.priority = Some(priority);
         self
     }
 
+    /// Wakes an iOS app in the background.
     pub fn content_available(mut self, on: bool) -> Self {
         self.options.content_available = on;
         self
     }
 
+    /// Lets an iOS notification service extension change the notification.
     pub fn mutable_content(mut self, on: bool) -> Self {
         self.options.mutable_content = on;
         self
     }
 
-    /// Seconds to keep the message for an offline device, `0..=`[`MAX_TTL`].
+    /// Seconds to keep the message for an offline device, `0..=`[`MAX_TTL`](super::MAX_TTL).
     pub fn time_to_live(mut self, seconds: u32) -> Self {
         self.options.time_to_live = Some(seconds);
         self
     }
 
+    /// Holds the message until the device is active.
     pub fn delay_while_idle(mut self, on: bool) -> Self {
         self.options.delay_while_idle = on;
         self
@@ -73,6 +78,7 @@ impl MessageBuilder {
         self
     }
 
+    /// Validated by the server but not delivered.
     pub fn dry_run(mut self, on: bool) -> Self {
         self.options.dry_run = on;
         self
@@ -90,6 +96,7 @@ impl MessageBuilder {
         self
     }
 
+    /// A display notification.
     pub fn notification(mut self, notification: Notification) -> Self {
         self.options.notification = Some(notification);
         self

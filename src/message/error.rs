@@ -16,7 +16,12 @@ pub enum ValidationError {
     #[error(
         "payload is {size} bytes (keys + values of `data` and `notification`): the limit is {limit} bytes"
     )]
-    PayloadTooLarge { size: usize, limit: usize },
+    PayloadTooLarge {
+        /// Bytes counted.
+        size: usize,
+        /// The most allowed.
+        limit: usize,
+    },
     /// A reserved key was used in `data`.
     #[error(
         "`data` key `{0}` is reserved: `from` and keys starting with `google` or `gcm` are not allowed"
@@ -25,12 +30,19 @@ pub enum ValidationError {
     /// A field of the HTTP API that CCS (XMPP) does not accept.
     #[error("`{field}` is not valid over XMPP: {hint}")]
     HttpOnlyField {
+        /// The field.
         field: &'static str,
+        /// What to do instead.
         hint: &'static str,
     },
     /// A field has the wrong type or an unacceptable value, or is unknown.
     #[error("field `{field}`: {reason}")]
-    InvalidField { field: String, reason: String },
+    InvalidField {
+        /// The field, dotted for nested ones (`notification.title`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The input is not a JSON object, or not JSON at all.
     #[error("invalid JSON: {0}")]
     Json(String),

@@ -59,7 +59,9 @@ impl Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Delivered when the device is awake.
     Normal,
+    /// Wakes a sleeping device.
     High,
 }
 
@@ -82,30 +84,40 @@ impl FromStr for Priority {
 /// array serialized into a string.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
+    /// Title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Body text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Icon name (Android).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
+    /// Sound to play, or `default`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sound: Option<String>,
     /// iOS badge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub badge: Option<String>,
+    /// Replaces an earlier notification with the same tag (Android).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// `#rrggbb`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
+    /// Action (Android intent filter, iOS category) on tap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub click_action: Option<String>,
+    /// Localization key of the body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_loc_key: Option<String>,
+    /// Arguments of `body_loc_key`, a JSON array in a string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_loc_args: Option<String>,
+    /// Localization key of the title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title_loc_key: Option<String>,
+    /// Arguments of `title_loc_key`, a JSON array in a string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title_loc_args: Option<String>,
     /// Android O+ notification channel.
@@ -215,10 +227,12 @@ impl Message {
         to_value(self)
     }
 
+    /// The id acks and nacks are matched by (generated when not given).
     pub fn message_id(&self) -> &str {
         &self.message_id
     }
 
+    /// Where the message goes.
     pub fn target(&self) -> &Target {
         &self.target
     }
@@ -228,6 +242,7 @@ impl Message {
         self.target.as_str()
     }
 
+    /// Messages with the same key replace each other while the device is offline.
     pub fn collapse_key(&self) -> Option<&str> {
         self.options.collapse_key.as_deref()
     }
@@ -238,10 +253,12 @@ impl Message {
         self.options.priority
     }
 
+    /// Wakes an iOS app in the background.
     pub fn content_available(&self) -> bool {
         self.options.content_available
     }
 
+    /// Lets an iOS notification service extension change the notification.
     pub fn mutable_content(&self) -> bool {
         self.options.mutable_content
     }
@@ -252,6 +269,7 @@ impl Message {
         self.options.time_to_live
     }
 
+    /// Held until the device is active (deprecated by FCM, still accepted).
     pub fn delay_while_idle(&self) -> bool {
         self.options.delay_while_idle
     }
@@ -261,14 +279,17 @@ impl Message {
         self.options.delivery_receipt_requested
     }
 
+    /// Validated by the server but not delivered.
     pub fn dry_run(&self) -> bool {
         self.options.dry_run
     }
 
+    /// The app's key/value payload.
     pub fn data(&self) -> Option<&Map<String, Value>> {
         self.options.data.as_ref()
     }
 
+    /// The display notification.
     pub fn notification(&self) -> Option<&Notification> {
         self.options.notification.as_ref()
     }

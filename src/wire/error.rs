@@ -13,13 +13,22 @@ pub enum WireError {
     Forbidden(String),
     /// One stanza exceeded the configured size cap.
     #[error("stanza exceeds the {limit}-byte limit")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// Stanza nesting exceeded the depth limit.
     #[error("stanza nesting exceeds depth {limit}")]
-    TooDeep { limit: usize },
+    TooDeep {
+        /// The most nesting allowed.
+        limit: usize,
+    },
     /// The peer closed the byte stream (EOF) while the XMPP stream was still open.
     #[error("connection closed by peer{}", if *.mid_stanza { " in the middle of a stanza" } else { "" })]
-    Eof { mid_stanza: bool },
+    Eof {
+        /// The peer stopped inside a stanza.
+        mid_stanza: bool,
+    },
     /// Text that XML 1.0 cannot carry was given to the writer.
     #[error("text contains a character XML 1.0 cannot carry: U+{0:04X}")]
     InvalidChar(u32),

@@ -35,9 +35,13 @@ pub enum Frame {
 /// Attributes of a `<stream:stream>` open tag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamHeader {
+    /// `from`: who opens the stream (the server's domain).
     pub from: Option<String>,
+    /// `to`: whom the stream is for (`gcm.googleapis.com`).
     pub to: Option<String>,
+    /// The stream id the server issues.
     pub id: Option<String>,
+    /// `version`, `1.0`.
     pub version: Option<String>,
 }
 
@@ -48,7 +52,9 @@ pub struct MessageStanza {
     pub id: Option<String>,
     /// `type` attribute; informational only — dispatch happens on the JSON `message_type`.
     pub kind: Option<String>,
+    /// `from` attribute.
     pub from: Option<String>,
+    /// `to` attribute.
     pub to: Option<String>,
     /// Unescaped, whitespace-trimmed text of the `{google:mobile:data}gcm` child, matched by
     /// namespace and local name regardless of prefix.

@@ -144,6 +144,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Bytes read from the transport so far.
+    #[cfg(test)]
     pub fn bytes_read(&self) -> u64 {
         self.xml.get_ref().bytes_read()
     }

@@ -19,7 +19,9 @@ pub const MAX_CONNECTIONS: usize = 1000;
 /// Sender id (numeric project number) and server key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The numeric project number.
     pub sender_id: String,
+    /// The server key; never printed.
     pub server_key: ServerKey,
 }
 
@@ -47,7 +49,12 @@ pub enum Endpoint {
     /// `fcm-xmpp.googleapis.com:5236`.
     Test,
     /// Any host and port, e.g. a local emulator.
-    Custom { host: String, port: u16 },
+    Custom {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
 }
 
 impl Endpoint {
@@ -127,7 +134,9 @@ impl Default for ReconnectPolicy {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
+    /// Sender id and server key.
     pub credentials: Credentials,
+    /// Where to connect.
     pub endpoint: Endpoint,
     /// TLS server name to verify; defaults to the endpoint host.
     pub server_name: Option<String>,
@@ -135,6 +144,7 @@ pub struct Config {
     pub stream_to: String,
     /// Requested resource for binding (the server decorates it).
     pub resource: Option<String>,
+    /// Which certificates to trust.
     pub trust: Trust,
     /// Connections kept open (1..=1000). With draining connections still open, at most twice
     /// this many are open at once.
@@ -154,7 +164,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Graceful close: how long to wait for outstanding acks.
     pub close_timeout: Duration,
+    /// Per-message retries.
     pub retry: RetryPolicy,
+    /// How connections are re-established.
     pub reconnect: ReconnectPolicy,
     /// Framing limits applied to everything the server sends.
     pub limits: Limits,

@@ -37,10 +37,13 @@ const MAX_BODY: usize = 1 << 20;
 /// One request the HTTP endpoint received (the `Authorization` header is not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequestRecord {
+    /// `POST`, `GET`, …
     pub method: String,
+    /// The request path, e.g. `/fcm/send`.
     pub path: String,
     /// `HTTP/1.1` or `HTTP/2.0`.
     pub version: String,
+    /// `Content-Type` header.
     pub content_type: Option<String>,
     /// The body as text (lossy UTF-8).
     pub body: String,

@@ -46,12 +46,6 @@ impl Activity {
     pub fn last(&self) -> Instant {
         self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
-
-    /// Time since the last activity (millisecond resolution).
-    pub fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.base.elapsed().saturating_sub(last)
-    }
 }
 
 impl Default for Activity {
@@ -86,6 +80,7 @@ pub(super) struct Input<R> {
     /// Why no more can be read: a limit or a forbidden byte. The items before it are still
     /// delivered; the error once they are used up.
     stopped: Option<WireError>,
+    #[cfg(test)]
     bytes_read: u64,
     activity: Activity,
 }
@@ -101,6 +96,7 @@ impl<R> Input<R> {
             in_item: false,
             eof: false,
             stopped: None,
+            #[cfg(test)]
             bytes_read: 0,
             activity: Activity::new(),
         }
@@ -111,6 +107,7 @@ impl<R> Input<R> {
         self.in_item = false;
     }
 
+    #[cfg(test)]
     pub(super) fn bytes_read(&self) -> u64 {
         self.bytes_read
     }
@@ -181,7 +178,10 @@ impl<R: AsyncRead + Unpin> Input<R> {
             }
             let start = self.filled;
             self.filled += n;
-            self.bytes_read += n as u64;
+            #[cfg(test)]
+            {
+                self.bytes_read += n as u64;
+            }
             self.activity.touch();
             let forbidden = self.buf[start..self.filled]
                 .iter()
