@@ -36,6 +36,8 @@ mod session;
 mod stats;
 mod tls;
 mod transcript;
+#[cfg(feature = "webpush")]
+pub mod webpush;
 mod window;
 pub mod wire;
 
