@@ -40,6 +40,8 @@ pub use vapid::{VapidError, VapidKey, VapidSigner};
 #[cfg(feature = "emulator")]
 pub(crate) use encrypt::{UserAgentKeys, decrypt};
 #[cfg(feature = "emulator")]
+pub(crate) use request::check_topic;
+#[cfg(feature = "emulator")]
 pub(crate) use vapid::{VerifiedVapid, verify_authorization};
 
 use base64::Engine;

@@ -197,7 +197,7 @@ impl PushBuilder {
     }
 }
 
-fn check_topic(topic: &str) -> Result<(), PushError> {
+pub(crate) fn check_topic(topic: &str) -> Result<(), PushError> {
     let reason = if topic.is_empty() {
         "empty"
     } else if topic.len() > MAX_TOPIC_LEN {
