@@ -169,7 +169,10 @@ fn push_line(push: &ReceivedPush) -> String {
     let payload = match push.payload.as_deref().map(std::str::from_utf8) {
         None => "(no payload)".to_owned(),
         Some(Ok(text)) => text.escape_debug().to_string(),
-        Some(Err(_)) => format!("({} bytes, not UTF-8)", push.payload.as_ref().map_or(0, Vec::len)),
+        Some(Err(_)) => format!(
+            "({} bytes, not UTF-8)",
+            push.payload.as_ref().map_or(0, Vec::len)
+        ),
     };
     format!("{line} from {}: {payload}", push.subject)
 }

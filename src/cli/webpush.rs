@@ -67,7 +67,10 @@ pub async fn run(args: WebPushArgs) -> Result<u8, Failure> {
     let text = String::from_utf8(read_input(&args.subscription, "--subscription").await?)
         .map_err(|_| Failure::usage("--subscription: not UTF-8 text"))?;
     let subscription = Subscription::from_json(&text).map_err(|e| {
-        Failure::usage(format!("--subscription {}: {e}", args.subscription.display()))
+        Failure::usage(format!(
+            "--subscription {}: {e}",
+            args.subscription.display()
+        ))
     })?;
     let key = vapid::load_key(&args.vapid_key, "--vapid-key")?;
     let mut push = Push::builder().ttl(args.ttl);

@@ -25,10 +25,7 @@ use super::{EmulatorError, Identity};
 /// What answers the requests of one listener.
 pub(crate) trait Handler: Send + Sync + 'static {
     /// The response to `req`.
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
 }
 
 /// A running listener; dropping it stops accepting and closes its connections.

@@ -352,10 +352,7 @@ impl Emulator {
     /// The Web Push service's counters (zero without it).
     #[cfg(feature = "webpush")]
     pub fn webpush_stats(&self) -> WebPushStats {
-        self.webpush
-            .as_ref()
-            .map(|w| w.stats())
-            .unwrap_or_default()
+        self.webpush.as_ref().map(|w| w.stats()).unwrap_or_default()
     }
 
     /// A client whose connections are in-memory pipes served by this emulator — no TCP and

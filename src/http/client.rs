@@ -52,15 +52,24 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A TLS failure (untrusted certificate, wrong name…) is configuration, not worth retrying.
-/// tokio-rustls reports it as an `io::Error` wrapping a `rustls::Error`.
+/// tokio-rustls reports it as an `io::Error` wrapping a `rustls::Error`, which hyper-rustls
+/// may wrap in another `io::Error` (whose `source()` skips the layer in between).
 pub(crate) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(s) = source {
-        let wrapped = s
+    fn is_rustls(e: &(dyn std::error::Error + 'static)) -> bool {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .is_some_and(|inner| inner.is::<rustls::Error>());
-        if wrapped || s.is::<rustls::Error>() {
+        {
+            Some(inner) => is_rustls(inner),
+            None => false,
+        }
+    }
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if is_rustls(s) {
             return true;
         }
         source = s.source();

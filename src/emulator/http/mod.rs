@@ -19,8 +19,8 @@ use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use super::stats::lock;
 use super::https::{Handler, Listener};
+use super::stats::lock;
 use super::{EmulatorError, Identity, Shared};
 use reply::{Outcome, Planner};
 use request::{Dest, Options};

@@ -28,7 +28,7 @@ pub use script::{WebPushReply, WebPushRule, WebPushScript};
 use super::https::{Handler, Listener};
 use super::stats::lock;
 use super::{EmulatorError, Identity, Shared};
-use crate::webpush::{Subscription, UserAgentKeys, Urgency, VerifiedVapid, b64_decode, b64_encode};
+use crate::webpush::{Subscription, Urgency, UserAgentKeys, VerifiedVapid, b64_decode, b64_encode};
 
 /// Largest `POST /subscribe` or push body read; pushes over the script's `max_body` get 413.
 const MAX_READ: usize = 64 * 1024;
@@ -192,7 +192,9 @@ impl WebPushState {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_READ).collect().await {
             Ok(body) => body.to_bytes(),
-            Err(_) => return Answer::text(413, format!("body over {MAX_READ} bytes")).into_response(),
+            Err(_) => {
+                return Answer::text(413, format!("body over {MAX_READ} bytes")).into_response();
+            }
         };
         let path = parts.uri.path();
         if path == "/subscribe" && parts.method == Method::POST {

@@ -11,7 +11,9 @@ use hyper::http::request::Parts;
 use super::script::WebPushReply;
 use super::{Answer, MAX_VERIFIED, ReceivedPush, WebPushState};
 use crate::emulator::stats::lock;
-use crate::webpush::{Urgency, VerifiedVapid, b64_decode, check_topic, decrypt, verify_authorization};
+use crate::webpush::{
+    Urgency, VerifiedVapid, b64_decode, check_topic, decrypt, verify_authorization,
+};
 
 /// The answer to a push to subscription `id`, delivering it when everything checks out.
 pub(super) async fn handle(state: &WebPushState, id: &str, parts: &Parts, body: &[u8]) -> Answer {
@@ -51,7 +53,11 @@ pub(super) async fn handle(state: &WebPushState, id: &str, parts: &Parts, body: 
     if body.len() > script.max_body {
         return Answer::text(
             413,
-            format!("{} bytes: this service takes at most {}", body.len(), script.max_body),
+            format!(
+                "{} bytes: this service takes at most {}",
+                body.len(),
+                script.max_body
+            ),
         );
     }
     let (endpoint, payload) = {
@@ -173,8 +179,8 @@ impl Headers {
         if let Some(topic) = &topic {
             check_topic(topic).map_err(|e| format!("Topic: {e}"))?;
         }
-        let aes128gcm = text(CONTENT_ENCODING.as_str())?
-            .is_some_and(|v| v.eq_ignore_ascii_case("aes128gcm"));
+        let aes128gcm =
+            text(CONTENT_ENCODING.as_str())?.is_some_and(|v| v.eq_ignore_ascii_case("aes128gcm"));
         Ok(Headers {
             ttl,
             urgency,
