@@ -9,27 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bin::{bin, output, text};
 use common::*;
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
-    cmd.env_remove("GCM_API_KEY").env_remove("GCM_CCS_LOG");
-    cmd
-}
-
-/// Runs a command to completion off the async runtime, so the in-process emulator keeps going.
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// An emulator serving the HTTP API too.
 async fn http_emulator(script: Script) -> Emulator {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::bin::{bin, output, text};
 use common::{KEY, SENDER, bounded};
 use gcm_ccs::RetryPolicy;
 use gcm_ccs::emulator::{
@@ -496,22 +497,6 @@ fn gcm_ccs_b64(text: &str) -> Vec<u8> {
 }
 
 // ---- the binaries -------------------------------------------------------------------------
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
-    cmd.env_remove("GCM_API_KEY").env_remove("GCM_CCS_LOG");
-    cmd
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A scratch directory with the emulator's CA, a VAPID key made by `gcm-ccs vapid generate`,
 /// and a subscription made with its public key.

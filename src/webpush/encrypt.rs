@@ -125,6 +125,8 @@ fn cipher(cek: &Key<Aes128Gcm>) -> Aes128Gcm {
 #[cfg(any(test, feature = "emulator"))]
 pub(crate) struct UserAgentKeys {
     secret: SecretKey,
+    /// The public key, uncompressed (part of the key schedule of every message).
+    public: [u8; POINT_LEN],
     auth: [u8; AUTH_SECRET_LEN],
 }
 
@@ -152,18 +154,24 @@ pub(crate) enum DecryptError {
 impl UserAgentKeys {
     /// A fresh key pair and auth secret, as a browser makes when subscribing.
     pub fn generate() -> UserAgentKeys {
+        UserAgentKeys::new(SecretKey::generate(), rand::random())
+    }
+
+    fn new(secret: SecretKey, auth: [u8; AUTH_SECRET_LEN]) -> UserAgentKeys {
+        let mut public = [0; POINT_LEN];
+        public.copy_from_slice(secret.public_key().to_sec1_point(false).as_bytes());
         UserAgentKeys {
-            secret: SecretKey::generate(),
-            auth: rand::random(),
+            secret,
+            public,
+            auth,
         }
     }
 
     /// The subscription a browser would hand out for these keys at `endpoint`.
     pub fn subscription(&self, endpoint: &str) -> Result<Subscription, super::SubscriptionError> {
-        let public = self.secret.public_key().to_sec1_point(false);
         Subscription::new(
             endpoint,
-            &super::b64_encode(public.as_bytes()),
+            &super::b64_encode(&self.public),
             &super::b64_encode(&self.auth),
         )
     }
@@ -196,7 +204,7 @@ pub(crate) fn decrypt(keys: &UserAgentKeys, body: &[u8]) -> Result<Vec<u8>, Decr
     let (cek, nonce) = derive(
         shared.raw_secret_bytes(),
         &keys.auth,
-        keys.secret.public_key().to_sec1_point(false).as_bytes(),
+        &keys.public,
         as_public,
         salt,
     );
@@ -245,10 +253,10 @@ mod tests {
     }
 
     fn rfc_user_agent() -> UserAgentKeys {
-        UserAgentKeys {
-            secret: SecretKey::from_slice(&b64_decode(UA_PRIVATE).unwrap()).unwrap(),
-            auth: b64_decode(AUTH).unwrap().try_into().unwrap(),
-        }
+        UserAgentKeys::new(
+            SecretKey::from_slice(&b64_decode(UA_PRIVATE).unwrap()).unwrap(),
+            b64_decode(AUTH).unwrap().try_into().unwrap(),
+        )
     }
 
     #[test]

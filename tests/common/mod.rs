@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: an emulator on loopback TLS and clients for it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod bin;
 pub mod pki;
 pub mod raw_server;
 
