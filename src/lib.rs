@@ -19,7 +19,9 @@
 //!
 //! Layers, bottom up: [`wire`] (XML framing for both roles), `session` (negotiation),
 //! `window` (in-flight bookkeeping), `connection` (reader/writer tasks), `driver` (the one
-//! task owning all state), [`Client`] (the facade), [`events`].
+//! task owning all state), [`Client`] (the facade), [`events`]. Beside the stream: [`http`]
+//! (the legacy HTTP send API) and `webpush` (feature `webpush`: browsers' push
+//! subscriptions over RFC 8030 / 8291 / 8292).
 
 mod backoff;
 mod client;
