@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-message hot path, so regressions show where they come from:
-//! `cargo bench --bench micro`.
+//! `cargo bench --bench micro` (`webpush::` too with the `webpush` feature).
 
 use divan::{Bencher, black_box};
 use gcm_ccs::Message;
@@ -85,4 +85,51 @@ fn frame_decode_1000_acks(b: Bencher) {
             }
         })
     })
+}
+
+/// Web Push: encryption and signing per message.
+#[cfg(feature = "webpush")]
+mod webpush {
+    use divan::{Bencher, black_box};
+    use gcm_ccs::webpush::{Subscription, VapidKey, VapidSigner, encrypt};
+
+    use super::TEXT;
+
+    /// A subscription (the RFC 8291 §5 user agent's keys).
+    fn subscription() -> Subscription {
+        Subscription::new(
+            "https://fcm.googleapis.com/fcm/send/bench",
+            "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            "BTBZMqHH6r4Tts7J_aSIgg",
+        )
+        .expect("valid subscription")
+    }
+
+    /// RFC 8291 encryption of a typical payload: a fresh sender key pair, ECDH, HKDF, AES-GCM.
+    #[divan::bench]
+    fn encrypt_payload(b: Bencher) {
+        let sub = subscription();
+        b.bench_local(|| encrypt(&sub, black_box(TEXT.as_bytes())))
+    }
+
+    /// A fresh VAPID JWT (ES256 signature), as for the first push to an origin.
+    #[divan::bench]
+    fn vapid_sign(b: Bencher) {
+        let key = VapidKey::generate();
+        let now = std::time::SystemTime::now();
+        b.bench_local(|| {
+            VapidSigner::new(key.clone(), "mailto:bench@example.com")
+                .expect("subject")
+                .authorization(black_box("https://fcm.googleapis.com"), now)
+        })
+    }
+
+    /// The VAPID header from the per-origin cache, as for every later push to it.
+    #[divan::bench]
+    fn vapid_cached(b: Bencher) {
+        let signer =
+            VapidSigner::new(VapidKey::generate(), "mailto:bench@example.com").expect("subject");
+        let now = std::time::SystemTime::now();
+        b.bench_local(|| signer.authorization(black_box("https://fcm.googleapis.com"), now))
+    }
 }

@@ -21,7 +21,8 @@
 //! Layers, bottom up: `wire` (XML framing for both roles), [`message`] (downstream
 //! messages and their validation), `inbound` (what servers send us, typed), `error`; one
 //! folder per transport: `xmpp` (the stream: session, connection I/O, the pool machine and
-//! its shell, [`Client`] and [`Incoming`]) and [`http`]; [`Sender`] routing over them;
+//! its shell, [`Client`] and [`Incoming`]), [`http`] and [`webpush`] (browsers' push
+//! subscriptions, RFC 8030 / 8291 / 8292); [`Sender`] routing over them;
 //! [`emulator`] on the server role of the same code.
 
 #![deny(missing_docs)]
@@ -35,6 +36,8 @@ pub mod message;
 mod sender;
 mod tls;
 // The server-role writers of the wire codec are only used by the emulator.
+#[cfg(feature = "webpush")]
+pub mod webpush;
 #[cfg_attr(not(any(feature = "emulator", feature = "unstable")), allow(dead_code))]
 mod wire;
 mod xmpp;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bin::{bin, output, text};
 use common::*;
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
 use serde_json::{Map, Value, json};
@@ -117,7 +118,7 @@ async fn send_file(emu: &Emulator, bytes: &[u8]) -> (Output, HashMap<u64, Value>
     let s = Scratch::new(emu);
     let (input, output_path) = (s.path("in.ndjson"), s.path("out.ndjson"));
     std::fs::write(&input, bytes).unwrap();
-    let out = run(s.send(emu, &input, &output_path)).await;
+    let out = output(s.send(emu, &input, &output_path)).await;
     let by_line = records(&output_path);
     (out, by_line)
 }
@@ -136,7 +137,7 @@ fn invalid_record(line: u64, code: &str, description: &str) -> Value {
 async fn demo_json_counts_add_up() {
     let mut cmd = bin();
     cmd.args(["demo", "--messages", "2000", "--json"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     let n = |k: &str| {
@@ -162,7 +163,7 @@ async fn send_gives_every_line_one_outcome() {
     input_file(&input, 5000, 50);
     let mut cmd = s.send(&emu, &input, &output_path);
     cmd.args(["--connections", "2", "--json"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let by_line = records(&output_path);
@@ -225,14 +226,14 @@ async fn resume_after_a_kill_finishes_each_line_exactly_once() {
     emu.set_script(Default::default());
     let mut resume = s.send(&emu, &input, &output_path);
     resume.arg("--resume");
-    let out = run(resume).await;
+    let out = output(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let by_line = records(&output_path);
     assert_eq!(by_line.len(), 3000);
     assert!(by_line.values().all(|r| r["outcome"] != "failed"));
 
     // A finished output is not overwritten by mistake.
-    let again = run(s.send(&emu, &input, &output_path)).await;
+    let again = output(s.send(&emu, &input, &output_path)).await;
     assert_eq!(again.status.code(), Some(2));
     assert!(
         text(&again.stderr).contains("--resume"),
@@ -259,7 +260,7 @@ async fn wrong_key_exits_3_without_showing_the_key() {
             cmd.env("GCM_API_KEY", wrong);
         }
         cmd.arg("-vv");
-        let out = run(cmd).await;
+        let out = output(cmd).await;
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.contains("authentication failed"), "{stderr}");
@@ -274,17 +275,17 @@ async fn wrong_key_exits_3_without_showing_the_key() {
 async fn usage_and_file_errors_exit_2() {
     let emu = emulator(Default::default()).await;
     let s = Scratch::new(&emu);
-    let missing = run(s.send(&emu, &s.path("missing.ndjson"), &s.path("out.ndjson"))).await;
+    let missing = output(s.send(&emu, &s.path("missing.ndjson"), &s.path("out.ndjson"))).await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("missing.ndjson"));
 
     input_file(&s.path("in.ndjson"), 3, 100);
-    let unwritable = run(s.send(&emu, &s.path("in.ndjson"), &s.path("no/such/dir/out"))).await;
+    let unwritable = output(s.send(&emu, &s.path("in.ndjson"), &s.path("no/such/dir/out"))).await;
     assert_eq!(unwritable.status.code(), Some(2));
 
     let mut no_key = s.send(&emu, &s.path("in.ndjson"), &s.path("out.ndjson"));
     no_key.env_remove("GCM_API_KEY");
-    let no_key = run(no_key).await;
+    let no_key = output(no_key).await;
     assert_eq!(no_key.status.code(), Some(2));
     assert!(text(&no_key.stderr).contains("GCM_API_KEY"));
     assert_eq!(emu.stats().connections_accepted, 0);
@@ -367,7 +368,7 @@ async fn stream_shows_upstream_that_arrives_right_after_bind() {
     let scratch = Scratch::new(&emu);
     let mut cmd = scratch.client("stream", &emu);
     cmd.args(["--to", "tok-1", "--wait", "1"]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     let tagged = |tag: &str| {
@@ -419,7 +420,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     .args(["--wait", "0", "--ca-file"])
     .arg(&ca)
     .env("GCM_API_KEY", KEY);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("\nack "));
 
@@ -433,7 +434,7 @@ async fn emulate_serves_a_client_and_stops_on_sigterm() {
     http.args(["http", "--url", url, "--to", "tok", "--ca-file"])
         .arg(&ca)
         .env("GCM_API_KEY", KEY);
-    let out = run(http).await;
+    let out = output(http).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("ok     tok  "));
 
@@ -478,7 +479,7 @@ async fn http_multicast_reports_each_token() {
         r#"{"k":"v"}"#,
         "--json",
     ]);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let results = report["results"].as_array().unwrap();
@@ -504,7 +505,7 @@ async fn http_multicast_reports_each_token() {
     cmd.arg("--tokens-file")
         .arg(s.path("tokens"))
         .arg("--dry-run");
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(
@@ -519,7 +520,7 @@ async fn http_multicast_reports_each_token() {
     refused
         .args(["--to", "tok"])
         .env("GCM_API_KEY", "AIzaNotTheKey_secret");
-    let out = run(refused).await;
+    let out = output(refused).await;
     assert_eq!(out.status.code(), Some(3));
     assert!(
         !text(&out.stdout).contains("AIzaNotTheKey")
@@ -551,7 +552,7 @@ async fn send_via_http_and_resume_after_a_refused_key() {
         .env("GCM_API_KEY", key);
         cmd
     };
-    let out = run(via_http("AIzaWrong_refused_key")).await;
+    let out = output(via_http("AIzaWrong_refused_key")).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--resume"));
     assert!(
@@ -562,7 +563,7 @@ async fn send_via_http_and_resume_after_a_refused_key() {
 
     let mut resume = via_http(KEY);
     resume.arg("--resume");
-    let out = run(resume).await;
+    let out = output(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let by_line = records(&output_path);
     assert_eq!(by_line.len(), 200);
@@ -615,7 +616,7 @@ async fn key_refused_mid_run_stops_with_exit_3_and_resume_finishes() {
     emu.set_script(Default::default());
     let mut resume = s.send(&emu, &input, &output_path);
     resume.arg("--resume");
-    let out = run(resume).await;
+    let out = output(resume).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(records(&output_path).len(), 2000);
 }

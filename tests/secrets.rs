@@ -211,3 +211,55 @@ async fn panic_messages_never_show_the_key() {
         assert_no_secret("a panic message", m);
     }
 }
+
+/// The VAPID private key never shows either: not in tracing at TRACE over pushes that are
+/// retried and refused, not in `Debug` of the key, the config or the sender, not in errors.
+#[tokio::test]
+async fn the_vapid_private_key_never_shows() {
+    use gcm_ccs::emulator::{Emulator, StatusBurst};
+    use gcm_ccs::webpush::{Push, VapidKey, WebPushSender};
+
+    let log = captured();
+    let mut cfg = EmulatorConfig::new(SENDER, KEY);
+    cfg.webpush_listen = Some(([127, 0, 0, 1], 0).into());
+    cfg.script.webpush.status_burst = Some(StatusBurst {
+        status: 503,
+        times: 1,
+        retry_after: None,
+        body: None,
+    });
+    let emu = Emulator::start(cfg).await.unwrap();
+    let key = VapidKey::generate();
+    // The PEM's base64 lines carry the private scalar.
+    let pem = key.to_pkcs8_pem();
+    let secret_lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!secret_lines.is_empty());
+    let sub = emu.webpush_subscribe("", Some(key.public_key())).unwrap();
+    let mut wcfg = emu.webpush_config(key.clone(), "mailto:ops@example.com");
+    wcfg.retry.initial_backoff = Duration::from_millis(10);
+    let sender = WebPushSender::new(wcfg).unwrap();
+    let push = Push::builder().payload("hi").build().unwrap();
+    let accepted = bounded(10, sender.send(&sub, &push)).await.unwrap();
+    assert_eq!(accepted.attempts, 2, "retried after the 503");
+    let other = emu
+        .webpush_subscribe("", Some(VapidKey::generate().public_key()))
+        .unwrap();
+    let refused = bounded(10, sender.send(&other, &push)).await.unwrap_err();
+    let logged = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("web push: retrying"),
+        "the retry was logged:\n{logged}"
+    );
+    let texts = [
+        ("the tracing output", logged),
+        ("Debug of the key", format!("{key:?}")),
+        ("Debug of the config", format!("{:?}", sender.config())),
+        ("Debug of the sender", format!("{sender:?}")),
+        ("the error", format!("{refused} {refused:?}")),
+    ];
+    for (what, text) in texts {
+        for line in &secret_lines {
+            assert!(!text.contains(line), "{what} leaks the VAPID key:\n{text}");
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::bin::{bin, output, text};
 use common::raw_server::*;
 use common::*;
 use serde_json::Value;
@@ -27,7 +28,7 @@ async fn send_to(
         .collect();
     std::fs::write(&input, lines).unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
-    let output = dir.path().join("out.ndjson");
+    let out_path = dir.path().join("out.ndjson");
     let mut cmd = bin();
     cmd.args([
         "send",
@@ -42,14 +43,14 @@ async fn send_to(
     .arg("--input")
     .arg(&input)
     .arg("--output")
-    .arg(&output)
+    .arg(&out_path)
     .args(extra)
     .env("GCM_API_KEY", KEY);
-    let out = run(cmd).await;
+    let out = output(cmd).await;
     (
         out.status.code().unwrap_or(-1),
         text(&out.stderr),
-        read_records(&output),
+        read_records(&out_path),
     )
 }
 

@@ -1,8 +1,9 @@
 //! End-to-end benchmark: raw-TLS baseline, our stack, protocol-bound scaling, latency,
-//! memory of the CLI and drains, all measured in the same run and reported as ratios.
+//! memory of the CLI, drains, and Web Push against legacy HTTP, all measured in the same
+//! run and reported as ratios.
 //!
 //! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]
-//! [--memory-only | --no-memory] [--memory-lines A,B]`
+//! [--memory-only | --no-memory] [--memory-lines A,B] [--webpush-only] [--pushes P]`
 //!
 //! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
@@ -10,6 +11,7 @@ mod baseline;
 mod cpu;
 mod memory;
 mod stack;
+mod webpush;
 
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ struct Args {
     no_memory: bool,
     /// Input sizes of figure 5, smallest first.
     memory_lines: Vec<usize>,
+    /// Only figure 7 (Web Push against legacy HTTP).
+    webpush_only: bool,
+    /// Pushes (and HTTP messages) of figure 7.
+    pushes: usize,
 }
 
 fn args() -> Args {
@@ -51,6 +57,8 @@ fn args() -> Args {
         } else {
             vec![100_000, 1_000_000]
         },
+        webpush_only: false,
+        pushes: if cfg!(debug_assertions) { 100 } else { 20_000 },
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +80,8 @@ fn args() -> Args {
             "--stack-only" => a.stack_only = true,
             "--memory-only" => a.memory_only = true,
             "--no-memory" => a.no_memory = true,
+            "--webpush-only" => a.webpush_only = true,
+            "--pushes" => a.pushes = it.next().and_then(|v| v.parse().ok()).expect("--pushes P"),
             "--memory-lines" => {
                 a.memory_lines = it
                     .next()
@@ -126,6 +136,14 @@ async fn run() {
             mem.print();
         }
         println!("{}", json!({ "cores": cores(), "memory": mem.json() }));
+        return;
+    }
+    if a.webpush_only {
+        let figure = webpush::measure(a.pushes, &texts).await;
+        if !a.json_only {
+            figure.print();
+        }
+        println!("{}", json!({ "cores": cores(), "webpush": figure.json() }));
         return;
     }
     if a.stack_only {
@@ -198,6 +216,9 @@ async fn run() {
         .round_trips(&stanzas[0], 2_000)
         .await;
 
+    // 7. Web Push against legacy HTTP, one connection per origin each.
+    let wp = webpush::measure(a.pushes, &texts).await;
+
     // 5. Peak RSS of `gcm-ccs send` on growing inputs.
     let mem = if a.no_memory {
         None
@@ -224,6 +245,7 @@ async fn run() {
             "p99": quantile_ms(&mut lat, 0.99), "p999": quantile_ms(&mut lat, 0.999) },
         "raw_round_trip_ms": { "p50": quantile_ms(&mut rtt, 0.5), "p99": quantile_ms(&mut rtt, 0.99) },
         "memory": mem.as_ref().map(memory::Figure::json),
+        "webpush": wp.json(),
     });
     if !a.json_only {
         eprintln!("raw TLS baseline      {raw:>10.0} msgs/s   CPU {raw_cpu:.2} µs/msg");
@@ -250,6 +272,7 @@ async fn run() {
             report["latency_ms"]["p999"].as_f64().unwrap_or(0.0),
             report["raw_round_trip_ms"]["p50"].as_f64().unwrap_or(0.0),
         );
+        wp.print();
         if let Some(mem) = &mem {
             mem.print();
         }

@@ -130,13 +130,7 @@ impl AuthArgs {
 
     /// The default roots plus `--ca-file`.
     fn trust(&self) -> Result<Trust, Failure> {
-        let mut trust = Trust::default();
-        if let Some(path) = &self.ca_file {
-            trust
-                .add_pem(&read_file(path, "--ca-file")?)
-                .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?;
-        }
-        Ok(trust)
+        trust(self.ca_file.as_deref())
     }
 
     /// An HTTP sender configuration for `url` (`None`: FCM's legacy endpoint).
@@ -203,6 +197,17 @@ impl XmppArgs {
     }
 }
 
+/// The default roots plus the CA certificate(s) of `--ca-file`, if given.
+pub fn trust(ca_file: Option<&Path>) -> Result<Trust, Failure> {
+    let mut trust = Trust::default();
+    if let Some(path) = ca_file {
+        trust
+            .add_pem(&read_file(path, "--ca-file")?)
+            .map_err(|e| Failure::usage(format!("--ca-file {}: {e}", path.display())))?;
+    }
+    Ok(trust)
+}
+
 /// The `data` and `notification` members given as JSON texts on the command line.
 pub fn payload(
     data: Option<&str>,
@@ -223,6 +228,18 @@ pub fn payload(
 pub fn read_file(path: &Path, option: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path)
         .map_err(|e| Failure::usage(format!("cannot read {option} {}: {e}", path.display())))
+}
+
+/// The bytes of a file named by option `option`, or of stdin for `-`.
+pub async fn read_input(path: &Path, option: &str) -> Result<Vec<u8>, Failure> {
+    if !is_dash(path) {
+        return read_file(path, option);
+    }
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut bytes)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot read stdin for {option}: {e}")))?;
+    Ok(bytes)
 }
 
 /// True for the `-` that means stdin or stdout.

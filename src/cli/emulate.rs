@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use gcm_ccs::Credentials;
-use gcm_ccs::emulator::{Emulator, EmulatorConfig, EmulatorStats, Identity, Script};
+use gcm_ccs::emulator::{
+    Emulator, EmulatorConfig, EmulatorStats, Identity, ReceivedPush, Script, WebPushStats,
+};
 
 use super::common::{Failure, Interrupts, read_file};
 use super::exit;
@@ -20,6 +22,10 @@ pub struct EmulateArgs {
     /// Also serve the legacy HTTP send API, https://ADDR/fcm/send (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// Also run a Web Push service at https://ADDR (`POST /subscribe` mints a subscription);
+    /// each push it receives is decrypted and printed on stdout.
+    #[arg(long, value_name = "ADDR")]
+    webpush_listen: Option<SocketAddr>,
     /// An accepted sender id and server key; repeat for more.
     #[arg(
         long,
@@ -51,10 +57,15 @@ pub struct EmulateArgs {
 }
 
 const AFTER_HELP: &str = "\
-The addresses and the CA file are printed on stdout, live counters on stderr.
+The addresses and the CA file are printed on stdout, live counters on stderr. With
+--webpush-listen, every push the Web Push service delivers is printed on stdout too:
+`push ENDPOINT ttl SECONDS [urgency U] [topic T] from SUBJECT: PAYLOAD`.
 
 Examples:
   gcm-ccs emulate --ca-out emulator-ca.pem --http-listen 127.0.0.1:5236
+  gcm-ccs emulate --ca-out emulator-ca.pem --webpush-listen 127.0.0.1:5237
+  curl --cacert emulator-ca.pem -X POST https://127.0.0.1:5237/subscribe \
+      -d '{\"applicationServerKey\":\"<gcm-ccs vapid generate output>\"}' > subscription.json
   gcm-ccs emulate --listen 127.0.0.1:0 --credentials 42:key-a --credentials 43:key-b
   gcm-ccs emulate --ca-out emulator-ca.pem --script fixtures/emulator-script.json --stats-every 1";
 
@@ -73,6 +84,7 @@ pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
     let mut cfg = EmulatorConfig::new("0", "");
     cfg.listen = args.listen;
     cfg.http_listen = args.http_listen;
+    cfg.webpush_listen = args.webpush_listen;
     cfg.credentials.clone_from(&args.credentials);
     cfg.track_ids = !args.no_track_ids;
     if let Some(path) = &args.script {
@@ -103,21 +115,33 @@ pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
     if let Some(url) = emulator.http_url() {
         println!("HTTP send API at {url}");
     }
+    if let Some(url) = emulator.webpush_url() {
+        println!("Web Push service at {url} (POST {url}/subscribe for a subscription)");
+    }
     println!("CA certificate written to {}", ca_out.display());
     println!("sender ids: {}", senders.join(", "));
     eprintln!("stop with Ctrl-C or SIGTERM");
 
     let mut interrupts = Interrupts::new()?;
-    let mut shown = EmulatorStats::default();
+    let mut shown = (EmulatorStats::default(), WebPushStats::default());
     let period = Duration::from_secs(args.stats_every.max(1));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut pushes = tokio::time::interval(Duration::from_millis(200));
+    let mut pushes_shown = 0;
     loop {
         tokio::select! {
             _ = interrupts.recv() => break,
+            _ = pushes.tick(), if args.webpush_listen.is_some() => {
+                let received = emulator.webpush_received();
+                for push in received.get(pushes_shown..).unwrap_or_default() {
+                    println!("{}", push_line(push));
+                }
+                pushes_shown = received.len();
+            }
             _ = tick.tick(), if args.stats_every > 0 => {
-                let now = emulator.stats();
+                let now = (emulator.stats(), emulator.webpush_stats());
                 if now != shown {
-                    eprintln!("{}", counters(&now));
+                    eprintln!("{}", counters(&now.0, &now.1));
                     shown = now;
                 }
             }
@@ -126,13 +150,36 @@ pub async fn run(args: EmulateArgs) -> Result<u8, Failure> {
     emulator.shutdown();
     // Let the connections write their closing tags.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    eprintln!("stopped: {}", counters(&emulator.stats()));
+    eprintln!(
+        "stopped: {}",
+        counters(&emulator.stats(), &emulator.webpush_stats())
+    );
     Ok(exit::OK)
 }
 
+/// One delivered push on one line, the payload as text (or its size when it is not UTF-8).
+fn push_line(push: &ReceivedPush) -> String {
+    let mut line = format!("push {} ttl {}", push.endpoint, push.ttl);
+    if let Some(urgency) = push.urgency {
+        line.push_str(&format!(" urgency {urgency}"));
+    }
+    if let Some(topic) = &push.topic {
+        line.push_str(&format!(" topic {topic}"));
+    }
+    let payload = match push.payload.as_deref().map(std::str::from_utf8) {
+        None => "(no payload)".to_owned(),
+        Some(Ok(text)) => text.escape_debug().to_string(),
+        Some(Err(_)) => format!(
+            "({} bytes, not UTF-8)",
+            push.payload.as_ref().map_or(0, Vec::len)
+        ),
+    };
+    format!("{line} from {}: {payload}", push.subject)
+}
+
 /// The counters on one line.
-fn counters(s: &EmulatorStats) -> String {
-    format!(
+fn counters(s: &EmulatorStats, w: &WebPushStats) -> String {
+    let mut line = format!(
         "connections open {} (authenticated {}, auth failures {}) · downstream {} (acks {}, nacks {}, stanza errors {}) · max pending {} (over the limit {}) · duplicates {} (resent on the same connection {}) · upstream/receipts acked {} · drains {} drops {}",
         s.connections_open,
         s.connections_authenticated,
@@ -148,7 +195,14 @@ fn counters(s: &EmulatorStats) -> String {
         s.client_acks,
         s.drains,
         s.drops
-    )
+    );
+    if w.requests > 0 || w.subscriptions > 0 {
+        line.push_str(&format!(
+            " · web push: subscriptions {}, requests {}, delivered {}, refused {}",
+            w.subscriptions, w.requests, w.delivered, w.refused
+        ));
+    }
+    line
 }
 
 #[cfg(test)]

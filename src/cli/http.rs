@@ -7,9 +7,8 @@ use gcm_ccs::http::{Delivery, HttpSender, MulticastReport, subscription};
 use gcm_ccs::{Ack, HttpError, Message, SendError};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
-use super::common::{AuthArgs, Failure, error_code, is_dash, payload, read_file};
+use super::common::{AuthArgs, Failure, error_code, payload, read_input};
 use super::exit;
 
 /// Send one message through the legacy HTTP API to one target or many tokens.
@@ -167,16 +166,7 @@ impl HttpArgs {
 
 /// A file (or stdin for `-`) as text.
 async fn read_text(path: &Path, option: &str) -> Result<String, Failure> {
-    let bytes = if is_dash(path) {
-        let mut bytes = Vec::new();
-        tokio::io::stdin()
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| Failure::usage(format!("cannot read stdin for {option}: {e}")))?;
-        bytes
-    } else {
-        read_file(path, option)?
-    };
+    let bytes = read_input(path, option).await?;
     String::from_utf8(bytes).map_err(|_| Failure::usage(format!("{option}: not UTF-8 text")))
 }
 

@@ -7,6 +7,8 @@ mod http;
 mod send;
 mod stream;
 mod summary;
+mod vapid;
+mod webpush;
 
 use std::process::ExitCode;
 
@@ -14,13 +16,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// Send push messages through Google Cloud Messaging's XMPP Cloud Connection Server (CCS),
-/// or run a local emulator of it.
+/// its legacy HTTP API or Web Push, or run a local emulator of them.
 #[derive(Debug, Parser)]
 #[command(
     name = "gcm-ccs",
     version,
     propagate_version = true,
-    after_help = "Try it locally:\n  gcm-ccs demo\n  gcm-ccs emulate --ca-out emulator-ca.pem --http-listen 127.0.0.1:5236\n  # then the examples of `gcm-ccs send --help`, `stream --help` and `http --help`\n\nThe server key is read from GCM_API_KEY or --api-key-file, never from the command line.\nExit codes: 0 success, 1 some messages failed, 2 usage, configuration or file error,\n3 authentication refused, 130 interrupted."
+    after_help = "Try it locally:\n  gcm-ccs demo\n  gcm-ccs emulate --ca-out emulator-ca.pem --http-listen 127.0.0.1:5236 --webpush-listen 127.0.0.1:5237\n  # then the examples of `gcm-ccs send --help`, `stream --help`, `http --help` and `webpush --help`\n\nThe server key is read from GCM_API_KEY or --api-key-file, never from the command line.\nExit codes: 0 success, 1 some messages failed, 2 usage, configuration or file error,\n3 authentication (server key or VAPID) refused, 130 interrupted."
 )]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
@@ -49,6 +51,10 @@ enum Command {
     Stream(stream::StreamArgs),
     /// Send one message through the legacy HTTP API to one target or many tokens.
     Http(http::HttpArgs),
+    /// Send one push to a browser's push subscription (Web Push).
+    Webpush(webpush::WebPushArgs),
+    /// Make VAPID keys for Web Push, or show the public key of one.
+    Vapid(vapid::VapidArgs),
     /// Run the CCS emulator standalone until interrupted.
     Emulate(emulate::EmulateArgs),
 }
@@ -61,7 +67,7 @@ pub(crate) mod exit {
     pub const FAILED: u8 = 1;
     /// Usage, configuration or file error (clap uses 2 for usage errors too).
     pub const USAGE: u8 = 2;
-    /// The server refused the sender id / server key.
+    /// The server refused the sender id / server key, or the push service the VAPID signature.
     pub const AUTH: u8 = 3;
     /// Stopped by SIGINT / SIGTERM before the work was done (128 + SIGINT).
     pub const INTERRUPTED: u8 = 130;
@@ -86,6 +92,8 @@ pub fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Stream(args) => stream::run(args).await,
             Command::Http(args) => http::run(args).await,
+            Command::Webpush(args) => webpush::run(args).await,
+            Command::Vapid(args) => vapid::run(args),
             Command::Emulate(args) => emulate::run(args).await,
         }
     });

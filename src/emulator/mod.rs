@@ -2,13 +2,17 @@
 //! inbound stanza shapes of §6.3, downstream validation with the client's own rules, scripted
 //! replies and faults, and statistics to assert on. It reuses the crate's wire codec, so client and
 //! server cannot disagree about framing. Optionally it also serves the legacy HTTP send API
-//! ([`EmulatorConfig::http_listen`]).
+//! ([`EmulatorConfig::http_listen`]) and, with the `webpush` feature, a Web Push service
+//! (`EmulatorConfig::webpush_listen`).
 
 mod certs;
 mod conn;
 mod http;
+mod https;
 mod script;
 mod stats;
+#[cfg(feature = "webpush")]
+mod webpush;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +31,8 @@ pub use certs::{DEFAULT_NAMES, Identity};
 pub use http::HttpRequestRecord;
 pub use script::{Faults, HttpFaults, OverLimit, Reply, Rule, Script, StatusBurst};
 pub use stats::EmulatorStats;
+#[cfg(feature = "webpush")]
+pub use webpush::{ReceivedPush, WebPushReply, WebPushRule, WebPushScript, WebPushStats};
 
 use crate::config::Trust;
 use crate::error::ConnectError;
@@ -77,6 +83,11 @@ pub struct EmulatorConfig {
     /// Also serve the legacy HTTP send API on this address (port 0 picks a free port; see
     /// [`Emulator::http_url`]), with the same certificate, credentials and script.
     pub http_listen: Option<SocketAddr>,
+    /// Also run a Web Push service on this address (port 0 picks a free port; see
+    /// [`Emulator::webpush_url`]), with the same certificate and `track_ids`, scripted by
+    /// [`Script::webpush`].
+    #[cfg(feature = "webpush")]
+    pub webpush_listen: Option<SocketAddr>,
 }
 
 impl EmulatorConfig {
@@ -92,6 +103,8 @@ impl EmulatorConfig {
             limits: Limits::default(),
             track_ids: true,
             http_listen: None,
+            #[cfg(feature = "webpush")]
+            webpush_listen: None,
         }
     }
 }
@@ -171,6 +184,8 @@ pub struct Emulator {
     ca_pem: String,
     accept: JoinHandle<()>,
     http: Option<http::HttpServer>,
+    #[cfg(feature = "webpush")]
+    webpush: Option<webpush::WebPushServer>,
 }
 
 impl Drop for Emulator {
@@ -213,6 +228,13 @@ impl Emulator {
             Some(listen) => Some(http::HttpServer::start(listen, &identity, shared.clone()).await?),
             None => None,
         };
+        #[cfg(feature = "webpush")]
+        let webpush = match cfg.webpush_listen {
+            Some(listen) => {
+                Some(webpush::WebPushServer::start(listen, &identity, shared.clone()).await?)
+            }
+            None => None,
+        };
         let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         let accept = tokio::spawn(accept_loop(listener, acceptor, shared.clone(), slots));
         Ok(Emulator {
@@ -221,7 +243,15 @@ impl Emulator {
             ca_pem: identity.ca_pem,
             accept,
             http,
+            #[cfg(feature = "webpush")]
+            webpush,
         })
+    }
+
+    /// Trust in this emulator's CA only.
+    fn trust(&self) -> Trust {
+        Trust::only_pem(self.ca_pem.as_bytes())
+            .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"))
     }
 
     /// The bound address.
@@ -242,8 +272,7 @@ impl Emulator {
             port: self.addr.port(),
         };
         cfg.server_name = Some("localhost".into());
-        cfg.trust = Trust::only_pem(self.ca_pem.as_bytes())
-            .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"));
+        cfg.trust = self.trust();
         cfg
     }
 
@@ -265,8 +294,7 @@ impl Emulator {
     pub fn http_config(&self, server_key: &str) -> Option<HttpConfig> {
         let mut cfg = HttpConfig::new(server_key);
         cfg.url = self.http_url()?;
-        cfg.trust = Trust::only_pem(self.ca_pem.as_bytes())
-            .unwrap_or_else(|_| unreachable!("the emulator's own CA PEM is well-formed"));
+        cfg.trust = self.trust();
         Some(cfg)
     }
 
@@ -276,6 +304,62 @@ impl Emulator {
             .as_ref()
             .map(|h| h.state.requests())
             .unwrap_or_default()
+    }
+
+    /// The Web Push service's origin, `https://<ip>:<port>`, when
+    /// [`EmulatorConfig::webpush_listen`] was set. `POST <url>/subscribe` mints a
+    /// subscription (body, optional: `{"applicationServerKey": "<base64url>", "label":
+    /// "gone-"}`) and answers with its browser-shaped JSON.
+    #[cfg(feature = "webpush")]
+    pub fn webpush_url(&self) -> Option<&str> {
+        self.webpush.as_ref().map(|w| w.origin())
+    }
+
+    /// A new subscription of the Web Push service, as a browser's `pushManager.subscribe()`
+    /// returns it; its id (the endpoint's last segment) starts with `label`, for
+    /// [`WebPushScript::rules`]. With `application_server_key` (a VAPID public key,
+    /// base64url), pushes signed with another key are refused with 403. `None` without
+    /// [`EmulatorConfig::webpush_listen`] or for an unusable key or label.
+    #[cfg(feature = "webpush")]
+    pub fn webpush_subscribe(
+        &self,
+        label: &str,
+        application_server_key: Option<&str>,
+    ) -> Option<crate::webpush::Subscription> {
+        self.webpush
+            .as_ref()?
+            .state
+            .subscribe(label, application_server_key)
+            .ok()
+    }
+
+    /// A [`WebPushConfig`](crate::webpush::WebPushConfig) for `key` and `subject`
+    /// trusting only this emulator's CA.
+    #[cfg(feature = "webpush")]
+    pub fn webpush_config(
+        &self,
+        key: crate::webpush::VapidKey,
+        subject: &str,
+    ) -> crate::webpush::WebPushConfig {
+        let mut cfg = crate::webpush::WebPushConfig::new(key, subject);
+        cfg.trust = self.trust();
+        cfg
+    }
+
+    /// Every push the Web Push service delivered, decrypted, in arrival order (kept with
+    /// `track_ids`).
+    #[cfg(feature = "webpush")]
+    pub fn webpush_received(&self) -> Vec<ReceivedPush> {
+        self.webpush
+            .as_ref()
+            .map(|w| w.state.received())
+            .unwrap_or_default()
+    }
+
+    /// The Web Push service's counters (zero without it).
+    #[cfg(feature = "webpush")]
+    pub fn webpush_stats(&self) -> WebPushStats {
+        self.webpush.as_ref().map(|w| w.stats()).unwrap_or_default()
     }
 
     /// A client whose connections are in-memory pipes served by this emulator — no TCP and
@@ -322,6 +406,10 @@ impl Emulator {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(script);
         if let Some(http) = &self.http {
             http.state.reset_burst();
+        }
+        #[cfg(feature = "webpush")]
+        if let Some(webpush) = &self.webpush {
+            webpush.state.reset_burst();
         }
     }
 
@@ -375,6 +463,10 @@ impl Emulator {
         self.accept.abort();
         if let Some(http) = &self.http {
             http.stop();
+        }
+        #[cfg(feature = "webpush")]
+        if let Some(webpush) = &self.webpush {
+            webpush.stop();
         }
         for ctl in self.shared.conns().values() {
             let _ = ctl.out.send(Out::Close);

@@ -16,6 +16,9 @@ pub struct Script {
     pub faults: Faults,
     /// Behaviour of the HTTP endpoint beyond the per-target `rules`.
     pub http: HttpFaults,
+    /// Behaviour of the Web Push service (its own rules, per subscription).
+    #[cfg(feature = "webpush")]
+    pub webpush: super::webpush::WebPushScript,
 }
 
 /// HTTP-only knobs. Per-token outcomes come from the same `rules` as XMPP (matched against each

@@ -18,15 +18,19 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod client;
 mod config;
 pub(crate) mod error;
 mod multicast;
 mod request;
 mod response;
-mod retry;
+pub(crate) mod retry;
 pub mod retry_after;
 mod sender;
 pub mod subscription;
+
+#[cfg(feature = "webpush")]
+pub(crate) use response::text as body_text;
 
 pub use config::{ANDROID_GCM_URL, FCM_URL, GCM_HTTP_URL, HttpConfig, MAX_REGISTRATION_IDS};
 pub use error::{GroupOutcome, HttpError};

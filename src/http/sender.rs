@@ -8,13 +8,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use super::client::{self, HttpsClient, error_chain, is_tls_failure};
 use super::config::HttpConfig;
 use super::error::GroupOutcome;
 use super::error::HttpError;
@@ -45,7 +42,7 @@ struct Inner {
     config: HttpConfig,
     uri: Uri,
     authorization: HeaderValue,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
     permits: Semaphore,
 }
 
@@ -126,20 +123,11 @@ impl HttpSender {
         };
         authorization.set_sensitive(true);
 
-        let tls = crate::tls::client_config(&config.trust)?;
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(config.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_all_versions()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .build(https);
+        let client = client::build(
+            &config.trust,
+            config.connect_timeout,
+            config.pool_idle_timeout,
+        )?;
         Ok(HttpSender {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.max_concurrent_requests),
@@ -298,35 +286,6 @@ fn refused(target: &str, code: String) -> Failed {
         retryable,
         retry_after: None,
     }
-}
-
-/// An error and its sources as one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// A TLS failure (untrusted certificate, wrong name…) is configuration, not worth retrying.
-/// tokio-rustls reports it as an `io::Error` wrapping a `rustls::Error`.
-fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(s) = source {
-        let wrapped = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .is_some_and(|inner| inner.is::<rustls::Error>());
-        if wrapped || s.is::<rustls::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 #[cfg(test)]

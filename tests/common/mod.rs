@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: an emulator on loopback TLS and clients for it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod bin;
 pub mod pki;
 pub mod raw_server;
 
@@ -11,25 +12,6 @@ use gcm_ccs::{Client, Config, Event, Events};
 
 pub const SENDER: &str = "123456789012";
 pub const KEY: &str = "AIzaSyTestServerKey_do_not_leak_0123";
-
-/// The `gcm-ccs` binary, with no key or log filter inherited from the environment.
-pub fn bin() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
-    cmd.env_remove("GCM_API_KEY").env_remove("GCM_CCS_LOG");
-    cmd
-}
-
-/// Runs a command to completion off the async runtime, so in-process servers keep going.
-pub async fn run(mut cmd: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
-        .await
-        .unwrap()
-}
-
-/// Lossily decoded output.
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Starts an emulator with `script` on 127.0.0.1:0.
 pub async fn emulator(script: Script) -> Emulator {

@@ -6,7 +6,6 @@ mod reply;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -18,14 +17,9 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
+use super::https::{Handler, Listener};
 use super::stats::lock;
 use super::{EmulatorError, Identity, Shared};
 use reply::{Outcome, Planner};
@@ -123,6 +117,12 @@ pub(crate) struct HttpState {
     requests: Mutex<Vec<HttpRequestRecord>>,
 }
 
+impl Handler for HttpState {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.serve_request(req).await
+    }
+}
+
 impl HttpState {
     /// Every request so far.
     pub fn requests(&self) -> Vec<HttpRequestRecord> {
@@ -134,7 +134,7 @@ impl HttpState {
         self.burst_seen.store(0, Relaxed);
     }
 
-    async fn serve(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn serve_request(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let answer = match Limited::new(body, MAX_BODY).collect().await {
             Ok(body) => {
@@ -310,13 +310,7 @@ fn delivered<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>, options: Optio
 pub(crate) struct HttpServer {
     pub addr: SocketAddr,
     pub state: Arc<HttpState>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    listener: Listener,
 }
 
 impl HttpServer {
@@ -326,14 +320,6 @@ impl HttpServer {
         identity: &Identity,
         shared: Arc<Shared>,
     ) -> Result<HttpServer, EmulatorError> {
-        let mut tls = (*identity.server_config()?).clone();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let bind_error = |e| EmulatorError::Bind {
-            addr: listen,
-            source: Arc::new(e),
-        };
-        let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
         let handshake_timeout = shared.handshake_timeout;
         let state = Arc::new(HttpState {
             shared,
@@ -341,76 +327,17 @@ impl HttpServer {
             copies: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
         });
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            acceptor,
-            state.clone(),
-            handshake_timeout,
-        ));
+        let bound = Listener::bind(listen).await?;
+        let listener = Listener::serve(bound, identity, handshake_timeout, state.clone())?;
         Ok(HttpServer {
-            addr,
+            addr: listener.addr,
             state,
-            accept,
+            listener,
         })
     }
 
     /// Stops accepting and closes every connection.
     pub fn stop(&self) {
-        self.accept.abort();
-    }
-}
-
-/// Accepts connections; they live in a set owned by this task, so aborting it closes them.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    state: Arc<HttpState>,
-    handshake_timeout: Duration,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, peer)) => {
-                debug!(%peer, "emulator http: connection");
-                tcp
-            }
-            Err(e) => {
-                warn!(error = %e, "emulator http: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        while connections.try_join_next().is_some() {}
-        connections.spawn(serve_connection(
-            tcp,
-            acceptor.clone(),
-            state.clone(),
-            handshake_timeout,
-        ));
-    }
-}
-
-async fn serve_connection(
-    tcp: TcpStream,
-    acceptor: TlsAcceptor,
-    state: Arc<HttpState>,
-    handshake_timeout: Duration,
-) {
-    let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return debug!(error = %e, "emulator http: TLS handshake failed"),
-        Err(_) => return debug!("emulator http: TLS handshake timed out"),
-    };
-    let service = hyper::service::service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(state.serve(req).await) }
-    });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
-        debug!(error = %e, "emulator http: connection ended with an error");
+        self.listener.stop();
     }
 }
