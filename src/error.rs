@@ -121,6 +121,10 @@ pub enum SendError {
     /// The HTTP send API refused the request as a whole, or could not be reached.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The push service did not accept a Web Push (404/410 `SubscriptionGone`, …).
+    #[cfg(feature = "webpush")]
+    #[error(transparent)]
+    WebPush(#[from] crate::webpush::WebPushError),
 }
 
 impl SendError {

@@ -33,6 +33,7 @@ mod error;
 pub mod http;
 mod inbound;
 pub mod message;
+mod outgoing;
 mod sender;
 mod tls;
 // The server-role writers of the wire codec are only used by the emulator.
@@ -50,6 +51,9 @@ pub use error::{ConnectError, SendError};
 pub use http::{HttpConfig, HttpError, HttpSender};
 pub use inbound::{Ack, Control, Nack, NackCode, Receipt, StanzaError, Upstream};
 pub use message::{Message, MessageBuilder, Notification, Priority, Target, ValidationError};
+#[cfg(feature = "webpush")]
+pub use outgoing::WebPush;
+pub use outgoing::{Outgoing, Sent};
 pub use sender::{Route, Sender, SenderBuilder};
 pub use wire::{Limits, WireError};
 pub use xmpp::config::{GCM_DOMAIN, MAX_CONNECTIONS, MAX_WINDOW};

@@ -1,6 +1,7 @@
-//! One sending handle over either transport: the XMPP stream, the HTTP API, or `auto` — the
-//! stream, falling back to HTTP for messages that cannot go out because no stream can be
-//! established, and back to the stream once it recovers.
+//! One sending handle over every transport: CCS messages over the XMPP stream, the HTTP API,
+//! or `auto` — the stream, falling back to HTTP for messages that cannot go out because no
+//! stream can be established, and back to the stream once it recovers; and pushes to browser
+//! subscriptions over Web Push.
 
 use std::fmt;
 
@@ -8,6 +9,9 @@ use crate::error::{ConnectError, SendError};
 use crate::http::{HttpConfig, HttpSender};
 use crate::inbound::Ack;
 use crate::message::Message;
+use crate::outgoing::{Outgoing, Sent};
+#[cfg(feature = "webpush")]
+use crate::webpush::{Accepted, Push, Subscription, WebPushConfig, WebPushSender};
 use crate::xmpp::{Client, Config, Incoming};
 
 /// How a [`Sender`] routes messages.
@@ -55,6 +59,8 @@ impl std::str::FromStr for Route {
 pub struct Sender {
     stream: Option<Client>,
     http: Option<HttpSender>,
+    #[cfg(feature = "webpush")]
+    webpush: Option<WebPushSender>,
 }
 
 impl fmt::Debug for Sender {
@@ -72,6 +78,8 @@ impl fmt::Debug for Sender {
 pub struct SenderBuilder {
     xmpp: Option<Config>,
     http: Option<HttpConfig>,
+    #[cfg(feature = "webpush")]
+    webpush: Option<WebPushConfig>,
 }
 
 impl SenderBuilder {
@@ -87,11 +95,28 @@ impl SenderBuilder {
         self
     }
 
-    /// Builds the sender and the [`Incoming`] half of its stream (one that never yields for
-    /// HTTP alone). The stream alone waits for its first connection like
+    /// Sends pushes to browser subscriptions with `cfg` (VAPID key and subject).
+    #[cfg(feature = "webpush")]
+    pub fn webpush(mut self, cfg: WebPushConfig) -> Self {
+        self.webpush = Some(cfg);
+        self
+    }
+
+    /// Builds the sender and the [`Incoming`] half of its stream (one that never yields
+    /// without the stream). The stream alone waits for its first connection like
     /// [`Client::connect`], so TLS and auth errors surface here; with HTTP as a fallback it
     /// starts in the background like [`Client::start`] and never fails for being unreachable.
     pub async fn build(self) -> Result<(Sender, Incoming), ConnectError> {
+        #[cfg(feature = "webpush")]
+        let webpush = self
+            .webpush
+            .map(WebPushSender::new)
+            .transpose()
+            .map_err(|e| ConnectError::Config(e.to_string()))?;
+        #[cfg(feature = "webpush")]
+        let has_webpush = webpush.is_some();
+        #[cfg(not(feature = "webpush"))]
+        let has_webpush = false;
         let http = self.http.map(HttpSender::new).transpose()?;
         let (stream, incoming) = match (self.xmpp, &http) {
             (Some(cfg), None) => {
@@ -103,13 +128,20 @@ impl SenderBuilder {
                 (Some(client), incoming)
             }
             (None, Some(_)) => (None, Incoming::none()),
+            (None, None) if has_webpush => (None, Incoming::none()),
             (None, None) => {
                 return Err(ConnectError::Config(
-                    "a sender needs a transport: the XMPP stream, the HTTP API or both".into(),
+                    "a sender needs a transport: the XMPP stream, the HTTP API, Web Push".into(),
                 ));
             }
         };
-        Ok((Sender { stream, http }, incoming))
+        let sender = Sender {
+            stream,
+            http,
+            #[cfg(feature = "webpush")]
+            webpush,
+        };
+        Ok((sender, incoming))
     }
 }
 
@@ -119,7 +151,7 @@ impl Sender {
         SenderBuilder::default()
     }
 
-    /// The route this sender was built for.
+    /// The route CCS messages take.
     pub fn route(&self) -> Route {
         match (&self.stream, &self.http) {
             (Some(_), Some(_)) => Route::Auto,
@@ -133,7 +165,7 @@ impl Sender {
         self.stream.as_ref()
     }
 
-    /// Sends one message and waits for its outcome.
+    /// Sends one CCS message and waits for its outcome.
     pub async fn send(&self, msg: Message) -> Result<Ack, SendError> {
         match (&self.stream, &self.http) {
             (Some(stream), None) => stream.send(msg).await,
@@ -145,8 +177,41 @@ impl Sender {
                 }
                 other => other,
             },
-            (None, None) => Err(SendError::Closed),
+            (None, None) => Err(no_transport(
+                "CCS messages: the XMPP stream or the HTTP API",
+            )),
         }
+    }
+
+    /// Sends one push to a browser subscription and waits for the push service's answer.
+    #[cfg(feature = "webpush")]
+    pub async fn push(
+        &self,
+        subscription: &Subscription,
+        push: &Push,
+    ) -> Result<Accepted, SendError> {
+        let webpush = self
+            .webpush
+            .as_ref()
+            .ok_or_else(|| no_transport("pushes to browser subscriptions: Web Push"))?;
+        Ok(webpush.send(subscription, push).await?)
+    }
+
+    /// Sends a CCS message or a Web Push, by its target.
+    pub async fn deliver(&self, outgoing: Outgoing) -> Result<Sent, SendError> {
+        match outgoing {
+            Outgoing::Message(msg) => self.send(msg).await.map(Sent::Ack),
+            #[cfg(feature = "webpush")]
+            Outgoing::WebPush(w) => self
+                .push(&w.subscription, &w.push)
+                .await
+                .map(Sent::Accepted),
+        }
+    }
+
+    /// Whether CCS messages have a transport (a sender for Web Push alone has none).
+    pub fn sends_ccs(&self) -> bool {
+        self.stream.is_some() || self.http.is_some()
     }
 
     /// Closes the stream client (if any) gracefully.
@@ -155,4 +220,11 @@ impl Sender {
             stream.close().await;
         }
     }
+}
+
+/// The error for something this sender was not built to send.
+fn no_transport(what: &str) -> SendError {
+    SendError::Unavailable(ConnectError::Config(format!(
+        "this sender has no transport for {what}"
+    )))
 }

@@ -128,3 +128,78 @@ async fn http_only_route() {
     assert_eq!(emu.http_requests().len(), 1);
     assert_eq!(emu.stats().downstream, 0);
 }
+
+/// One sender for both: CCS messages go over the stream, browser subscriptions over Web Push
+/// (the emulator's service decrypts what arrived); a GCM-era subscription line goes to CCS.
+#[tokio::test]
+async fn one_sender_routes_messages_to_ccs_and_subscriptions_to_web_push() {
+    use gcm_ccs::webpush::{Push, VapidKey, WebPushError};
+    use gcm_ccs::{Outgoing, SendError, Sent};
+
+    let mut cfg = gcm_ccs::emulator::EmulatorConfig::new(SENDER, KEY);
+    cfg.webpush_listen = Some(([127, 0, 0, 1], 0).into());
+    cfg.script.webpush.rules = vec![gcm_ccs::emulator::WebPushRule {
+        prefix: "gone".into(),
+        reply: gcm_ccs::emulator::WebPushReply::Status {
+            status: 410,
+            retry_after: None,
+            body: None,
+        },
+    }];
+    let emu = gcm_ccs::emulator::Emulator::start(cfg).await.unwrap();
+    let key = VapidKey::generate();
+    let (sender, _incoming) = Sender::builder()
+        .xmpp(config(&emu))
+        .webpush(emu.webpush_config(key.clone(), "mailto:ops@example.com"))
+        .build()
+        .await
+        .unwrap();
+
+    let browser = emu
+        .webpush_subscribe("browser", Some(key.public_key()))
+        .unwrap();
+    let line = format!(
+        r#"{{"subscription":{},"payload":"hello","ttl":60,"message_id":"w-1"}}"#,
+        browser.to_json()
+    );
+    let web = Outgoing::from_json(&line).unwrap();
+    assert_eq!(web.id(), "w-1");
+    let Sent::Accepted(accepted) = sender.deliver(web).await.unwrap() else {
+        panic!("a push is accepted by the push service");
+    };
+    assert_eq!(accepted.status, 201);
+    let received = emu.webpush_received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].payload.as_deref(), Some(&b"hello"[..]));
+
+    let ccs = Outgoing::from_json(r#"{"to":"tok-1","message_id":"c-1"}"#).unwrap();
+    assert!(matches!(sender.deliver(ccs).await.unwrap(), Sent::Ack(a) if a.message_id == "c-1"));
+    let legacy = r#"{"subscription":{"endpoint":"https://android.googleapis.com/gcm/send/legacy-token"},"message_id":"c-2"}"#;
+    let legacy = Outgoing::from_json(legacy).unwrap();
+    assert_eq!(legacy.target(), "legacy-token");
+    assert!(matches!(
+        sender.deliver(legacy).await.unwrap(),
+        Sent::Ack(_)
+    ));
+    assert_eq!(emu.stats().downstream, 2);
+
+    let gone = emu
+        .webpush_subscribe("gone", Some(key.public_key()))
+        .unwrap();
+    let push = Push::builder().payload("x").build().unwrap();
+    let err = sender.push(&gone, &push).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SendError::WebPush(WebPushError::SubscriptionGone { status: 410, .. })
+        ),
+        "{err:?}"
+    );
+
+    // A sender built without Web Push says so.
+    let (ccs_only, _incoming) = Sender::builder().xmpp(config(&emu)).build().await.unwrap();
+    let err = ccs_only.push(&browser, &push).await.unwrap_err();
+    assert!(err.to_string().contains("no transport for pushes"), "{err}");
+    sender.close().await;
+    ccs_only.close().await;
+}

@@ -74,6 +74,7 @@ pub fn error_code(e: &SendError) -> &'static str {
         SendError::Closed => "CLOSED",
         SendError::Http(HttpError::Unauthorized(_)) => "UNAUTHORIZED",
         SendError::Http(_) => "HTTP_ERROR",
+        SendError::WebPush(e) => e.code(),
     }
 }
 
