@@ -294,9 +294,65 @@ pub fn classify(stanza: &MessageStanza) -> Inbound {
 /// without `message_id` is kept (uncorrelatable). Optional members of the wrong type are
 /// treated as absent.
 pub fn classify_json(json: &str) -> Inbound {
+    if let Some(ack) = fast_ack(json) {
+        return Inbound::Ack(ack);
+    }
+    classify_general(json)
+}
+
+/// A JSON string at the start of `s` that needs no unescaping: its text and what follows.
+fn plain_string(s: &str) -> Option<(&str, &str)> {
+    let body = s.strip_prefix('"')?;
+    let end = memchr::memchr(b'"', body.as_bytes())?;
+    let text = &body[..end];
+    if text.bytes().any(|b| b < 0x20 || b == b'\\') {
+        return None;
+    }
+    Some((text, &body[end + 1..]))
+}
+
+/// [`classify_json`] without the fast path for acks (to check that both agree).
+pub fn classify_general(json: &str) -> Inbound {
     Raw::parse(json)
         .and_then(Raw::classify)
         .unwrap_or_else(Inbound::Ignored)
+}
+
+/// CCS writes acks as flat objects of plain strings, `{"message_type":"ack","from":"…",
+/// "message_id":"…"}`, sometimes with `registration_id`. Such an object — those keys only,
+/// each once, no whitespace, strings without escapes or control characters — is read here
+/// without serde, to the same [`Ack`] the general path gives; anything else is `None` and
+/// takes the general path.
+fn fast_ack(json: &str) -> Option<Ack> {
+    let mut rest = json.strip_prefix('{')?.strip_suffix('}')?;
+    let (mut kind, mut id, mut from, mut canonical) = (None, None, None, None);
+    loop {
+        let (key, after) = plain_string(rest)?;
+        let (value, after) = plain_string(after.strip_prefix(':')?)?;
+        let slot = match key {
+            "message_type" => &mut kind,
+            "message_id" => &mut id,
+            "from" => &mut from,
+            "registration_id" => &mut canonical,
+            _ => return None,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+        match after.strip_prefix(',') {
+            Some(more) => rest = more,
+            None if after.is_empty() => break,
+            None => return None,
+        }
+    }
+    if kind? != "ack" {
+        return None;
+    }
+    Some(Ack {
+        message_id: id?.to_owned(),
+        from: from.map(str::to_owned),
+        registration_id: canonical.map(str::to_owned),
+    })
 }
 
 /// The ack we send for an upstream message or a receipt (spec §8.5, §8.6).
@@ -674,6 +730,18 @@ mod tests {
     }
 
     #[test]
+    fn ccs_acks_take_the_fast_path() {
+        for json in [
+            r#"{"message_type":"ack","from":"tok","message_id":"m-1"}"#,
+            r#"{"message_type":"ack","message_id":"m-1","from":"tok","registration_id":"new"}"#,
+        ] {
+            assert!(fast_ack(json).is_some(), "{json}");
+        }
+        assert!(fast_ack(r#"{"message_type":"ack","message_id":"m\"1"}"#).is_none());
+        assert!(fast_ack(r#"{"message_type":"nack","message_id":"m-1"}"#).is_none());
+    }
+
+    #[test]
     fn classifies_acks() {
         let ack = r#"{"message_type":"ack","from":"cJ3xQ9:APA91bExampleToken","message_id":"m-7f1c2a90"}"#;
         assert_eq!(
@@ -981,6 +1049,26 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The ack fast path gives what the general path gives, whenever it answers at all.
+        #[test]
+        fn the_ack_fast_path_agrees_with_serde(
+            members in proptest::collection::vec((
+                proptest::sample::select(vec!["message_type", "message_id", "from", "registration_id", "error", "message\\_id"]),
+                proptest::sample::select(vec!["ack", "nack", "m-1", "", "t\\\"q", "é", "a\u{1}b", " x "]),
+            ), 0..6),
+            spaced in any::<bool>(),
+        ) {
+            let sep = if spaced { ", " } else { "," };
+            let body: Vec<String> = members.iter().map(|(k, v)| format!(r#""{k}":"{v}""#)).collect();
+            let json = format!("{{{}}}", body.join(sep));
+            if let Some(ack) = fast_ack(&json) {
+                prop_assert_eq!(Inbound::Ack(ack), classify_general(&json), "{}", json);
+            }
+            prop_assert_eq!(classify_json(&json), classify_general(&json), "{}", json);
+        }
+
         #[test]
         fn classify_json_never_panics(s in any::<String>()) {
             let _ = classify_json(&s);

@@ -66,7 +66,7 @@ pub use xmpp::{
 /// of both roles and the classification of inbound stanzas. No stability promise.
 #[cfg(feature = "unstable")]
 pub mod unstable {
-    pub use crate::inbound::{Inbound, classify, classify_json};
+    pub use crate::inbound::{Inbound, classify, classify_general, classify_json};
     pub use crate::wire::*;
 }
 

@@ -58,7 +58,7 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor) {
     }
 }
 
-async fn connect(
+pub async fn connect(
     ca_pem: &str,
     addr: std::net::SocketAddr,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
@@ -88,6 +88,12 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Over a stream that is ready for stanzas (the floor client of figure 8 negotiates with
+    /// the emulator first).
+    pub fn over(stream: tokio_rustls::client::TlsStream<TcpStream>) -> Raw {
+        Raw { stream }
+    }
+
     pub async fn start() -> Raw {
         let identity = Identity::generate(DEFAULT_NAMES).expect("certs");
         let acceptor = TlsAcceptor::from(identity.server_config().expect("server config"));

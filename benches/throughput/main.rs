@@ -8,14 +8,40 @@
 //! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
 mod baseline;
+mod client_cpu;
 mod cpu;
 mod memory;
 mod stack;
 mod webpush;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde_json::json;
+
+/// The system allocator, counting allocations (figure 8 reports them per message).
+struct Counting;
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        client_cpu::ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        client_cpu::ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 const WINDOW: usize = 100;
 const DRAIN_EVERY: Duration = Duration::from_millis(500);
@@ -38,6 +64,8 @@ struct Args {
     webpush_only: bool,
     /// Pushes (and HTTP messages) of figure 7.
     pushes: usize,
+    /// Only figure 8 (client CPU per message, the emulator in its own process).
+    client_cpu_only: bool,
 }
 
 fn args() -> Args {
@@ -59,6 +87,7 @@ fn args() -> Args {
         },
         webpush_only: false,
         pushes: if cfg!(debug_assertions) { 100 } else { 20_000 },
+        client_cpu_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -81,6 +110,7 @@ fn args() -> Args {
             "--memory-only" => a.memory_only = true,
             "--no-memory" => a.no_memory = true,
             "--webpush-only" => a.webpush_only = true,
+            "--client-cpu-only" => a.client_cpu_only = true,
             "--pushes" => a.pushes = it.next().and_then(|v| v.parse().ok()).expect("--pushes P"),
             "--memory-lines" => {
                 a.memory_lines = it
@@ -117,6 +147,8 @@ fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
 fn main() {
     // Figure 5 re-executes this binary to start the CLI from a small process.
     memory::launcher();
+    // Figure 8 re-executes this binary as a client of an emulator process.
+    client_cpu::child();
     run();
 }
 
@@ -144,6 +176,17 @@ async fn run() {
             figure.print();
         }
         println!("{}", json!({ "cores": cores(), "webpush": figure.json() }));
+        return;
+    }
+    if a.client_cpu_only {
+        let figure = client_cpu::measure(n, ROUNDS).await;
+        if !a.json_only {
+            figure.print();
+        }
+        println!(
+            "{}",
+            json!({ "cores": cores(), "client_cpu": figure.json() })
+        );
         return;
     }
     if a.stack_only {
@@ -219,6 +262,9 @@ async fn run() {
     // 7. Web Push against legacy HTTP, one connection per origin each.
     let wp = webpush::measure(a.pushes, &texts).await;
 
+    // 8. CPU per message of the client process alone, the emulator in its own process.
+    let client = client_cpu::measure(n, ROUNDS).await;
+
     // 5. Peak RSS of `gcm-ccs send` on growing inputs.
     let mem = if a.no_memory {
         None
@@ -246,6 +292,7 @@ async fn run() {
         "raw_round_trip_ms": { "p50": quantile_ms(&mut rtt, 0.5), "p99": quantile_ms(&mut rtt, 0.99) },
         "memory": mem.as_ref().map(memory::Figure::json),
         "webpush": wp.json(),
+        "client_cpu": client.json(),
     });
     if !a.json_only {
         eprintln!("raw TLS baseline      {raw:>10.0} msgs/s   CPU {raw_cpu:.2} µs/msg");
@@ -273,6 +320,7 @@ async fn run() {
             report["raw_round_trip_ms"]["p50"].as_f64().unwrap_or(0.0),
         );
         wp.print();
+        client.print();
         if let Some(mem) = &mem {
             mem.print();
         }

@@ -253,7 +253,8 @@ pub fn launcher() {
     cmd.args(args).env_remove(LAUNCHER);
     let launcher_rss_kib = own_peak_rss_kib();
     let started = Instant::now();
-    let (code, max_rss_kib) = reap(cmd.spawn().expect("the command runs"));
+    let exit = crate::cpu::wait(cmd.spawn().expect("the command runs"));
+    let (code, max_rss_kib) = (exit.code, exit.max_rss_kib);
     let reaped = Reaped {
         code,
         max_rss_kib,
@@ -273,38 +274,4 @@ fn own_peak_rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// Reaps `child`: its exit code (`None`: killed by a signal) and its peak RSS in KiB.
-#[cfg(unix)]
-fn reap(child: std::process::Child) -> (Option<i32>, u64) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: rusage is plain data; zeroed is a valid value that wait4 overwrites.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pid is our own child, not reaped yet (`child` is never waited on); both
-        // pointers are valid for writes.
-        let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if got == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "wait4: {err}");
-    }
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let max_rss = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    // Linux and the BSDs count KiB, macOS bytes.
-    let kib = if cfg!(target_os = "macos") {
-        max_rss / 1024
-    } else {
-        max_rss
-    };
-    (code, kib)
-}
-
-/// Without wait4 the peak RSS is not measured (0).
-#[cfg(not(unix))]
-fn reap(mut child: std::process::Child) -> (Option<i32>, u64) {
-    (child.wait().expect("wait").code(), 0)
 }

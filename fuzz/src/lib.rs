@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use gcm_ccs::http::{Reply, TokenResult, retry_after};
 use gcm_ccs::unstable::{
-    Frame, FrameReader, Inbound, Limits, MessageStanza, classify, classify_json, write,
+    Frame, FrameReader, Inbound, Limits, MessageStanza, classify, classify_general, classify_json,
+    write,
 };
 use gcm_ccs::{HttpError, Message, NackCode, WireError};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -21,7 +22,8 @@ pub const CLIENT_HEADER: &[u8] = br#"<stream:stream to="gcm.googleapis.com" vers
 
 /// `frame_reader`: the frame reader on arbitrary bytes with arbitrary read boundaries never
 /// panics or loops, fails only with the documented kinds, and gives the same frames and the
-/// same error whatever the chunking.
+/// same error whatever the chunking, and with or without the fixed-shape fast path for CCS's
+/// acks.
 ///
 /// Input: byte 0 mod 8 = how many of the next bytes are read sizes (each + 1, cycled); the
 /// rest is the stream. Small limits, so that the fuzzer reaches them.
@@ -38,13 +40,16 @@ pub fn check_frame_reader(data: &[u8]) {
     let (sizes, input) = rest.split_at(n);
     let sizes: Vec<usize> = sizes.iter().map(|&b| usize::from(b) + 1).collect();
 
-    let (whole, error) = frames(input, &[usize::MAX], LIMITS);
+    let (whole, error) = frames(input, &[usize::MAX], LIMITS, true);
+    let (parsed, parsed_error) = frames(input, &[usize::MAX], LIMITS, false);
+    assert_eq!(whole, parsed, "the fast path and the parser disagree");
+    assert_eq!(error.to_string(), parsed_error.to_string());
     assert!(
         !matches!(error, WireError::Io(_) | WireError::InvalidChar(_)),
         "{error:?}"
     );
     if !sizes.is_empty() {
-        let (chunked, chunked_error) = frames(input, &sizes, LIMITS);
+        let (chunked, chunked_error) = frames(input, &sizes, LIMITS, true);
         assert_eq!(whole, chunked, "frames depend on read boundaries {sizes:?}");
         assert_eq!(error_kind(&error), error_kind(&chunked_error), "{sizes:?}");
     }
@@ -59,7 +64,8 @@ fn error_kind(e: &WireError) -> String {
     }
 }
 
-/// `classify_json`: classification of arbitrary text never panics; upstream messages and
+/// `classify_json`: classification of arbitrary text never panics and is the same with or
+/// without the fast path for acks; upstream messages and
 /// receipts yield an ack that names them and survives the wire (an ack that cannot be sent
 /// makes the server redeliver forever); nack codes re-parse to themselves; a stanza of
 /// `type="error"` is always a stanza error.
@@ -68,6 +74,11 @@ pub fn check_classify_json(data: &[u8]) {
         return;
     };
     let inbound = classify_json(json);
+    assert_eq!(
+        inbound,
+        classify_general(json),
+        "the ack fast path and serde disagree"
+    );
     let ack = match &inbound {
         Inbound::Upstream(u) => Some((u.ack_json(), &u.message_id, &u.from)),
         Inbound::Receipt(r) => Some((r.ack_json(), &r.message_id, &r.from)),
@@ -88,7 +99,7 @@ pub fn check_classify_json(data: &[u8]) {
             max_stanza_bytes: usize::MAX,
             ..Limits::default()
         };
-        let (frames, _) = frames(&bytes, &[usize::MAX], limits);
+        let (frames, _) = frames(&bytes, &[usize::MAX], limits, true);
         match frames.get(1) {
             Some(Frame::Message(m)) => {
                 let sent = m.gcm.as_deref().expect("the ack has a payload");
@@ -148,7 +159,7 @@ pub fn assert_round_trip(m: &Message) {
     let mut two_pass = CLIENT_HEADER.to_vec();
     write::gcm_message(&mut two_pass, m.message_id(), &json).expect("a valid message encodes");
     assert_eq!(bytes, two_pass, "one pass and two passes differ");
-    let (frames, error) = frames(&bytes, &[usize::MAX], Limits::default());
+    let (frames, error) = frames(&bytes, &[usize::MAX], Limits::default(), true);
     assert!(
         matches!(error, WireError::Eof { mid_stanza: false }),
         "{error:?} after {frames:?}"
@@ -382,13 +393,14 @@ fn now<F: Future>(f: F) -> F::Output {
 }
 
 /// Every frame of `data` read in `sizes` chunks (all > 0), and the error that ended it.
-fn frames(data: &[u8], sizes: &[usize], limits: Limits) -> (Vec<Frame>, WireError) {
+fn frames(data: &[u8], sizes: &[usize], limits: Limits, fast: bool) -> (Vec<Frame>, WireError) {
     let input = Chunked {
         data,
         sizes,
         next: 0,
     };
     let mut reader = FrameReader::new(input, limits);
+    reader.set_fast_path(fast);
     now(async {
         let mut frames = Vec::new();
         // Each frame consumes at least one byte, and the end is reported as an error.

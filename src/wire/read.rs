@@ -15,7 +15,7 @@ mod tests;
 use quick_xml::NsReader;
 use quick_xml::errors::{Error as XmlError, SyntaxError};
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
+use quick_xml::name::{QName, ResolveResult};
 use tokio::io::AsyncRead;
 
 use self::build::{
@@ -24,7 +24,7 @@ use self::build::{
 use self::input::Input;
 use self::unescape::{TextPiece, resolve_ref, snippet};
 use crate::wire::error::WireError;
-use crate::wire::frame::{Frame, NS_STREAMS, StreamHeader};
+use crate::wire::frame::{Frame, MessageStanza, NS_STREAMS, StreamHeader};
 
 pub use self::input::Activity;
 
@@ -71,6 +71,9 @@ pub struct FrameReader<R> {
     closed: bool,
     /// The first error; every later call returns it again.
     failed: Option<WireError>,
+    /// Take CCS's fixed-shape acks, nacks and control messages without the XML parser
+    /// ([`fast_message`]); off only to compare against the parser.
+    fast: bool,
 }
 
 /// One parser event, digested.
@@ -116,7 +119,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             headers: 0,
             closed: false,
             failed: None,
+            fast: true,
         }
+    }
+
+    /// Turns the fixed-shape fast path off (or on again): the frames must be the same either
+    /// way, which the tests and the `frame_reader` fuzz target check.
+    #[cfg(any(test, feature = "unstable"))]
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast = on;
     }
 
     /// Reads the next frame. Whitespace keepalives are consumed silently.
@@ -150,6 +161,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     async fn read_frame(&mut self) -> Result<Frame, WireError> {
+        // The fast shape nests two deep with one namespace declaration: within any limits the
+        // parser would also accept it under.
+        let fits = self.limits.max_depth >= 2 && self.limits.max_attributes >= 1;
+        if self.fast
+            && fits
+            && self.headers > 0
+            && self.depth == 0
+            && !self.closed
+            && !self.close_due
+        {
+            self.xml.get_mut().fill().await?;
+            if let Some(frame) = self.fast_frame() {
+                return Ok(frame);
+            }
+        }
         loop {
             let frame = self.read_top_level().await?;
             self.xml.get_mut().item_done();
@@ -157,6 +183,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(frame);
             }
         }
+    }
+
+    /// The next item, if it is a `<message>` of the one shape CCS writes acks, nacks and
+    /// control messages in and its text needs no unescaping; it is then consumed.
+    fn fast_frame(&mut self) -> Option<Frame> {
+        let client_ns = match self.xml.resolver().resolve_element(QName("message")).0 {
+            ResolveResult::Bound(ns) => is_client_ns(ns.into_inner()),
+            ResolveResult::Unbound => true,
+            ResolveResult::Unknown(_) => false,
+        };
+        if !client_ns {
+            return None;
+        }
+        let input = self.xml.get_mut();
+        let item = input.whole_item()?;
+        let (len, stanza) = (item.len(), fast_message(item)?);
+        input.skip(len);
+        input.item_done();
+        Some(Frame::Message(stanza))
     }
 
     /// Reads one top-level item: a whole element, the stream end, or something ignorable.
@@ -296,6 +341,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             start,
         })
     }
+}
+
+/// CCS's acks, nacks and control messages, byte for byte (spec §6.3).
+const FAST_HEAD: &[u8] = br#"<message><data:gcm xmlns:data="google:mobile:data">"#;
+const FAST_TAIL: &[u8] = b"</data:gcm></message>";
+
+/// `item` as the parser would read it, if it is `FAST_HEAD` + text + `FAST_TAIL` and the text
+/// holds nothing the parser would treat specially: no markup or references (`<`, `>`, `&`),
+/// no CR (line-end normalization), no 0xEF (U+FFFE, U+FFFF), and valid UTF-8.
+fn fast_message(item: &[u8]) -> Option<MessageStanza> {
+    let text = item.strip_prefix(FAST_HEAD)?.strip_suffix(FAST_TAIL)?;
+    if memchr::memchr3(b'<', b'>', b'&', text).is_some()
+        || memchr::memchr2(b'\r', 0xEF, text).is_some()
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(text).ok()?.trim();
+    Some(MessageStanza {
+        gcm: Some(text.to_owned()),
+        ..MessageStanza::default()
+    })
 }
 
 /// The innermost open element ended (at `depth` 0: the stream root).

@@ -559,6 +559,19 @@ impl serde_json::ser::Formatter for XmlTextFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // serde_json escapes control characters itself: what a fragment can hold that XML
+        // text cannot is markup (`<`, `>`, `&`) and U+FFFE / U+FFFF (lead byte 0xEF). Most
+        // payloads have none: found by a scan (vectorized for long fragments), written at once.
+        let bytes = fragment.as_bytes();
+        let plain = if bytes.len() < 64 {
+            !bytes.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xEF))
+        } else {
+            memchr::memchr3(b'<', b'>', b'&', bytes).is_none()
+                && memchr::memchr(0xEF, bytes).is_none()
+        };
+        if plain {
+            return writer.write_all(bytes);
+        }
         let mut sink = WriteSink {
             writer,
             error: None,

@@ -3,7 +3,9 @@
 //! iqs) and a writer task (the only writer, so stanzas never interleave; it coalesces queued
 //! stanzas into one write).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -214,10 +216,10 @@ impl Writer {
                 w.write_all(&batch).await?;
                 w.flush().await
             };
-            let reason = match tokio::time::timeout(self.stall_limit, written).await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("write failed: {e}")),
-                Err(_) => Some(format!(
+            let reason = match within(self.stall_limit, written).await {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(format!("write failed: {e}")),
+                None => Some(format!(
                     "write stalled: the server took no data for {:?}",
                     self.stall_limit
                 )),
@@ -230,6 +232,17 @@ impl Writer {
             permits.clear();
         }
         let _ = tokio::time::timeout(self.stall_limit, w.shutdown()).await;
+    }
+}
+
+/// `fut`'s output, or `None` if it takes longer than `limit`. A write that completes at once
+/// (the socket had room: the usual case) costs no timer.
+async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::time::timeout(limit, fut).await.ok(),
     }
 }
 

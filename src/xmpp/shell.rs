@@ -2,10 +2,10 @@
 //! and one timer, feeds everything that happens into the pool with the time, and carries out
 //! the pool's actions. No policy lives here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
@@ -57,7 +57,7 @@ pub(crate) struct Shell {
     cfg: Arc<Config>,
     connector: Arc<dyn Connector>,
     w: Wiring,
-    links: HashMap<ConnId, Link>,
+    links: FxHashMap<ConnId, Link>,
     /// Connections being closed, for shutdown to wait on.
     closing: Vec<JoinHandle<()>>,
     intake_open: bool,
@@ -78,7 +78,7 @@ impl Shell {
             cfg,
             connector,
             w,
-            links: HashMap::new(),
+            links: FxHashMap::default(),
             closing: Vec::new(),
             intake_open: true,
             commands_open: true,

@@ -1,9 +1,9 @@
 //! The in-flight window of one connection: at most `capacity` downstream messages awaiting an
 //! ack or nack, keyed by message id. Pure bookkeeping — no I/O, no clocks of its own.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 
 /// Why an entry could not be added.
@@ -28,7 +28,7 @@ pub(crate) struct Slot<T> {
 #[derive(Debug)]
 pub(crate) struct InFlight<T> {
     capacity: usize,
-    entries: HashMap<Arc<str>, Slot<T>>,
+    entries: FxHashMap<Arc<str>, Slot<T>>,
     inserted: u64,
 }
 
@@ -37,7 +37,7 @@ impl<T> InFlight<T> {
     pub fn new(capacity: usize) -> Self {
         InFlight {
             capacity,
-            entries: HashMap::with_capacity(capacity),
+            entries: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             inserted: 0,
         }
     }

@@ -116,6 +116,21 @@ impl<R> Input<R> {
         &self.activity
     }
 
+    /// The complete top-level item at the read position, when one is buffered and the parser
+    /// has not begun it: for a fast path that takes it whole and [`skip`](Self::skip)s it.
+    pub(super) fn whole_item(&mut self) -> Option<&[u8]> {
+        if self.in_item || !self.item_ready() {
+            return None;
+        }
+        let end = self.split.item_end_after(self.pos)?;
+        Some(&self.buf[self.pos..end])
+    }
+
+    /// Moves past `n` bytes of [`whole_item`](Self::whole_item).
+    pub(super) fn skip(&mut self, n: usize) {
+        self.pos += n;
+    }
+
     /// Skips whitespace between items; true if a complete item is buffered.
     fn item_ready(&mut self) -> bool {
         if !self.in_item {

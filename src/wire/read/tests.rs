@@ -887,3 +887,59 @@ async fn a_stream_element_in_another_namespace_is_refused_whatever_the_reads() {
         );
     }
 }
+
+/// Frames and final error of `input` read with or without the fixed-shape fast path.
+fn read_with_fast_path(input: &[u8], fast: bool, limits: Limits) -> (Vec<Frame>, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut reader = FrameReader::new(Chunks::new([input]), limits);
+        reader.set_fast_path(fast);
+        let (frames, error) = read_until_error(&mut reader).await;
+        (frames, error.to_string())
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+    /// The fast path reads exactly what the parser reads: for CCS's ack shape around any
+    /// text (markup, references, CR, non-ASCII, U+FFFE, whitespace), in any stream.
+    #[test]
+    fn the_fast_path_agrees_with_the_parser(
+        pieces in proptest::collection::vec(proptest::sample::select(vec![
+            r#"{"message_type":"ack","message_id":"m-1","from":"t"}"#, "&amp;", "&lt;", "&#x41;", "<",
+            ">", "&", "\r\n", " ", "\t", "é", "\u{FFFE}", "]]>", "\"", "x", "</data:gcm>", "<!--c-->",
+        ]), 0..8),
+        shape in 0u8..4,
+        depth in 1usize..4,
+    ) {
+        let text: String = pieces.concat();
+        let item = match shape {
+            0 => format!(r#"<message><data:gcm xmlns:data="google:mobile:data">{text}</data:gcm></message>"#),
+            1 => format!(r#"<message id="x"><data:gcm xmlns:data="google:mobile:data">{text}</data:gcm></message>"#),
+            2 => format!(r#"<message><gcm xmlns="google:mobile:data">{text}</gcm></message>"#),
+            _ => format!(r#"<message><data:gcm xmlns:data="google:mobile:data">{text}</data:gcm></message> <iq type="result"/>"#),
+        };
+        let header = if depth == 3 { SERVER_HEADER.replace(r#" xmlns="jabber:client""#, r#" xmlns="urn:other""#) } else { SERVER_HEADER.to_owned() };
+        let input = format!("{header}{item}</stream:stream>");
+        let limits = Limits { max_depth: depth, ..Limits::default() };
+        let fast = read_with_fast_path(input.as_bytes(), true, limits);
+        let parsed = read_with_fast_path(input.as_bytes(), false, limits);
+        proptest::prop_assert_eq!(fast, parsed);
+    }
+}
+
+#[test]
+fn ccs_acks_take_the_fast_path_and_escaped_text_does_not() {
+    let ack = br#"<message><data:gcm xmlns:data="google:mobile:data">{"message_type":"ack","message_id":"m-1","from":"t"}</data:gcm></message>"#;
+    let stanza = fast_message(ack).expect("the fast shape");
+    assert_eq!(
+        stanza.gcm.as_deref(),
+        Some(r#"{"message_type":"ack","message_id":"m-1","from":"t"}"#)
+    );
+    let escaped =
+        br#"<message><data:gcm xmlns:data="google:mobile:data">{"a":"&amp;"}</data:gcm></message>"#;
+    assert!(fast_message(escaped).is_none());
+}

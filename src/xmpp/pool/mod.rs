@@ -19,13 +19,14 @@ mod props;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -106,7 +107,7 @@ pub(crate) struct Pool<R> {
     clocks: Clocks,
     stats: Arc<Stats>,
     rng: SmallRng,
-    conns: HashMap<ConnId, Conn<R>>,
+    conns: FxHashMap<ConnId, Conn<R>>,
     placement: Placement,
     /// Connections in `conns` that are `Active`.
     active: usize,
@@ -120,7 +121,7 @@ pub(crate) struct Pool<R> {
     delayed: BinaryHeap<Reverse<Delayed<R>>>,
     delayed_seq: u64,
     /// Targets cooling down after a rate-limit nack, until when.
-    cooldown: HashMap<Arc<str>, Instant>,
+    cooldown: FxHashMap<Arc<str>, Instant>,
     timers: Timers,
     /// Messages in some window.
     on_wire: usize,
@@ -144,7 +145,7 @@ impl<R> Pool<R> {
             clocks,
             stats,
             rng: SmallRng::seed_from_u64(seed),
-            conns: HashMap::new(),
+            conns: FxHashMap::default(),
             placement: Placement::default(),
             active: 0,
             connecting: 0,
@@ -154,7 +155,7 @@ impl<R> Pool<R> {
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
-            cooldown: HashMap::new(),
+            cooldown: FxHashMap::default(),
             timers: Timers::default(),
             on_wire: 0,
             outage: None,
