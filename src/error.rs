@@ -128,6 +128,25 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A short upper-case name of the kind, for machine-readable output (`TIMEOUT`,
+    /// `CONNECTION_LOST`, a Web Push outcome such as `SUBSCRIPTION_GONE`, …). A nack's own
+    /// code is in [`nack_code`](Self::nack_code).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SendError::Invalid(v) => v.code(),
+            SendError::Nacked(_) => "NACKED",
+            SendError::StanzaError(_) => "STANZA_ERROR",
+            SendError::ConnectionLost(_) => "CONNECTION_LOST",
+            SendError::Unavailable(_) => "UNAVAILABLE",
+            SendError::Timeout(_) => "TIMEOUT",
+            SendError::Closed => "CLOSED",
+            SendError::Http(HttpError::Unauthorized(_)) => "UNAUTHORIZED",
+            SendError::Http(_) => "HTTP_ERROR",
+            #[cfg(feature = "webpush")]
+            SendError::WebPush(e) => e.code(),
+        }
+    }
+
     /// The NACK code, when the server rejected the message.
     pub fn nack_code(&self) -> Option<&NackCode> {
         match self {

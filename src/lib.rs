@@ -34,6 +34,7 @@ pub mod http;
 mod inbound;
 pub mod message;
 mod outgoing;
+mod record;
 mod sender;
 mod tls;
 // The server-role writers of the wire codec are only used by the emulator.
@@ -54,6 +55,7 @@ pub use message::{Message, MessageBuilder, Notification, Priority, Target, Valid
 #[cfg(feature = "webpush")]
 pub use outgoing::WebPush;
 pub use outgoing::{Outgoing, Sent};
+pub use record::{Outcome, Record};
 pub use sender::{Route, Sender, SenderBuilder};
 pub use wire::{Limits, WireError};
 pub use xmpp::config::{GCM_DOMAIN, MAX_CONNECTIONS, MAX_WINDOW};

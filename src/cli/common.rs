@@ -62,22 +62,6 @@ pub fn is_auth_failure(e: &SendError) -> bool {
     )
 }
 
-/// A short upper-case name for the kind of `e`, for machine-readable output.
-pub fn error_code(e: &SendError) -> &'static str {
-    match e {
-        SendError::Invalid(_) => "INVALID",
-        SendError::Nacked(_) => "NACKED",
-        SendError::StanzaError(_) => "STANZA_ERROR",
-        SendError::ConnectionLost(_) => "CONNECTION_LOST",
-        SendError::Unavailable(_) => "UNAVAILABLE",
-        SendError::Timeout(_) => "TIMEOUT",
-        SendError::Closed => "CLOSED",
-        SendError::Http(HttpError::Unauthorized(_)) => "UNAUTHORIZED",
-        SendError::Http(_) => "HTTP_ERROR",
-        SendError::WebPush(e) => e.code(),
-    }
-}
-
 impl From<ConnectError> for Failure {
     fn from(e: ConnectError) -> Self {
         let (code, hint) = match &e {

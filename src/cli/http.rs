@@ -8,7 +8,7 @@ use gcm_ccs::{Ack, HttpError, Message, SendError};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::common::{AuthArgs, Failure, error_code, payload, read_input};
+use super::common::{AuthArgs, Failure, payload, read_input};
 use super::exit;
 
 /// Send one message through the legacy HTTP API to one target or many tokens.
@@ -235,7 +235,7 @@ fn target_result(to: &str, result: Result<Ack, SendError>) -> TargetResult {
         },
         Err(e) => TargetResult {
             outcome: "error",
-            error: Some(error_code(&e).to_owned()),
+            error: Some(e.code().to_owned()),
             description: Some(e.to_string()),
             ..ok(to)
         },

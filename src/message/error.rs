@@ -47,3 +47,20 @@ pub enum ValidationError {
     #[error("invalid JSON: {0}")]
     Json(String),
 }
+
+impl ValidationError {
+    /// A short upper-case name of the kind, for machine-readable output (`MISSING_TARGET`,
+    /// `MESSAGE_TOO_BIG`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ValidationError::MissingTarget => "MISSING_TARGET",
+            ValidationError::ConflictingTargets => "CONFLICTING_TARGETS",
+            ValidationError::TtlOutOfRange(_) => "INVALID_TTL",
+            ValidationError::PayloadTooLarge { .. } => "MESSAGE_TOO_BIG",
+            ValidationError::ReservedDataKey(_) => "INVALID_DATA_KEY",
+            ValidationError::HttpOnlyField { .. } => "HTTP_ONLY_FIELD",
+            ValidationError::InvalidField { .. } => "INVALID_FIELD",
+            ValidationError::Json(_) => "INVALID_JSON",
+        }
+    }
+}

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::{Ack, Config, HttpConfig, Incoming, Route, SendError, Sender};
+use gcm_ccs::{Ack, Config, HttpConfig, Incoming, Record, Route, SendError, Sender, Sent};
 use tokio::io::AsyncBufRead;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::input::Lines;
 use super::progress::Progress;
-use super::record::{Done, Record};
+use super::record::Done;
 use crate::cli::common::{Failure, is_auth_failure};
 
 /// Messages waiting for an HTTP request slot, beyond those in flight.
@@ -83,7 +83,7 @@ impl Feeder<'_> {
             let message = match line.parse() {
                 Ok(message) => message,
                 Err(rejected) => {
-                    let _ = self.records.send(Record::invalid(number, rejected)).await;
+                    let _ = self.records.send(rejected.at_line(number)).await;
                     continue;
                 }
             };
@@ -160,7 +160,8 @@ impl Outcome {
             return;
         }
         let latency = self.started.elapsed();
-        let record = Record::sent(self.number, self.id, self.to, result, attempts, latency);
+        let result = result.map(Sent::Ack);
+        let record = Record::sent(self.id, self.to, result, attempts, latency).at_line(self.number);
         let _ = self.records.send(record).await;
     }
 }

@@ -3,10 +3,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use gcm_ccs::Message;
+use gcm_ccs::{Message, Record};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-
-use super::record::Rejected;
 
 /// Longest line accepted, in bytes. A valid message is far smaller (its payload is at most
 /// 4 KiB); longer lines are skipped without being held in memory.
@@ -73,9 +71,9 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
 impl RawLine<'_> {
     /// The message on this line, or why there is none. A trailing `\r` is ignored, and so is a
     /// UTF-8 byte order mark at the start of the first line.
-    pub fn parse(&self) -> Result<Message, Rejected> {
+    pub fn parse(&self) -> Result<Message, Box<Record>> {
         if self.len > MAX_LINE {
-            return Err(Rejected::new(
+            return Err(rejected(
                 "LINE_TOO_LONG",
                 format!("line is {} bytes: the limit is {MAX_LINE}", self.len),
             ));
@@ -85,19 +83,24 @@ impl RawLine<'_> {
             bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            Rejected::new(
+            rejected(
                 "NOT_UTF8",
                 format!("not UTF-8 text (bad byte at offset {})", e.valid_up_to()),
             )
         })?;
         if text.trim().is_empty() {
-            return Err(Rejected::new(
+            return Err(rejected(
                 "BLANK_LINE",
                 "blank line: expected one JSON message object",
             ));
         }
-        Message::from_json(text).map_err(|e| Rejected::validation(text, &e))
+        Message::from_json(text).map_err(|e| Box::new(Record::rejected(text, &e)))
     }
+}
+
+/// The record of a line that is not JSON text at all.
+fn rejected(code: &str, description: impl Into<String>) -> Box<Record> {
+    Box::new(Record::invalid(code, description.into(), None, None))
 }
 
 /// Lines in a file, a last line without `\n` included; read in chunks, for the progress total.
@@ -119,12 +122,12 @@ pub fn count_lines(path: &Path) -> std::io::Result<u64> {
 mod tests {
     use super::*;
 
-    async fn parse_all(input: &[u8]) -> Vec<(u64, Result<String, &'static str>)> {
+    async fn parse_all(input: &[u8]) -> Vec<(u64, Result<String, String>)> {
         let mut lines = Lines::new(input);
         let mut out = Vec::new();
         while let Some(line) = lines.next().await.unwrap() {
             let parsed = line.parse().map(|m| m.target_str().to_owned());
-            out.push((line.number, parsed.map_err(|r| r.code)));
+            out.push((line.number, parsed.map_err(|r| r.code.unwrap_or_default())));
         }
         out
     }
@@ -147,17 +150,17 @@ mod tests {
         let mut bytes = input.into_bytes();
         bytes.extend_from_slice(b"\n\xff\xfe garbage\n{\"to\":\"last\"}");
         let got = parse_all(&bytes).await;
-        let want: Vec<(u64, Result<String, &str>)> = vec![
+        let want: Vec<(u64, Result<String, String>)> = vec![
             (1, Ok("a".into())),
-            (2, Err("BLANK_LINE")),
-            (3, Err("BLANK_LINE")),
-            (4, Err("INVALID_JSON")),
-            (5, Err("INVALID_JSON")),
-            (6, Err("MISSING_TARGET")),
-            (7, Err("INVALID_DATA_KEY")),
-            (8, Err("LINE_TOO_LONG")),
+            (2, Err("BLANK_LINE".into())),
+            (3, Err("BLANK_LINE".into())),
+            (4, Err("INVALID_JSON".into())),
+            (5, Err("INVALID_JSON".into())),
+            (6, Err("MISSING_TARGET".into())),
+            (7, Err("INVALID_DATA_KEY".into())),
+            (8, Err("LINE_TOO_LONG".into())),
             (9, Ok("'a' in topics".into())),
-            (10, Err("NOT_UTF8")),
+            (10, Err("NOT_UTF8".into())),
             (11, Ok("last".into())),
         ];
         assert_eq!(got, want);
@@ -167,7 +170,7 @@ mod tests {
     async fn bom_only_counts_on_the_first_line_and_final_newline_adds_no_line() {
         let got = parse_all("{\"to\":\"a\"}\n\u{feff}{\"to\":\"b\"}\n".as_bytes()).await;
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1].1, Err("INVALID_JSON"));
+        assert_eq!(got[1].1, Err("INVALID_JSON".into()));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
-use super::record::{Outcome, Record};
 use crate::cli::common::{Failure, is_dash};
 use crate::cli::summary::Latencies;
+use gcm_ccs::{Outcome, Record};
 
 /// Where records go: a file or stdout.
 pub type Sink = Box<dyn AsyncWrite + Send + Unpin>;

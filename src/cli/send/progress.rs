@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::record::Outcome;
+use gcm_ccs::Outcome;
 
 /// Counters shared by the reading loop, the message tasks and the writer.
 #[derive(Debug, Default)]
