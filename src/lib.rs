@@ -44,6 +44,11 @@ pub mod webpush;
 mod wire;
 mod xmpp;
 
+#[cfg(feature = "relay")]
+mod metrics;
+#[cfg(feature = "relay")]
+pub mod relay;
+
 #[cfg(feature = "emulator")]
 pub mod emulator;
 

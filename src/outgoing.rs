@@ -67,6 +67,11 @@ impl Outgoing {
     pub fn from_json(line: &str) -> Result<Outgoing, ValidationError> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| ValidationError::Json(e.to_string()))?;
+        Outgoing::from_json_value(value)
+    }
+
+    /// [`from_json`](Self::from_json) of an already parsed value.
+    pub fn from_json_value(value: Value) -> Result<Outgoing, ValidationError> {
         match value {
             Value::Object(fields) if fields.contains_key("subscription") => push_line(fields),
             other => Message::from_json_value(other).map(Outgoing::Message),

@@ -4,6 +4,8 @@
 pub mod bin;
 pub mod pki;
 pub mod raw_server;
+#[cfg(feature = "relay")]
+pub mod redis_server;
 
 use std::time::Duration;
 

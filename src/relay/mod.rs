@@ -1,0 +1,375 @@
+//! The relay (feature `relay`): a long-running sender service on a Redis Streams consumer
+//! group. Producers `XADD` messages to the outbox; any number of relays (one consumer each)
+//! read them, send them through a [`Sender`], and on each entry's final outcome write its
+//! record to the results stream **and** `XACK` it in one `MULTI`/`EXEC`. An entry is never
+//! acked without its record; one that a dead relay held is taken over with `XAUTOCLAIM`
+//! and sent again under the same message id. Upstream messages and receipts go to the
+//! inbox before they are acked to CCS. The contract is `spec/relay.md`.
+//!
+//! ```no_run
+//! # async fn demo(sender: gcm_ccs::Sender, incoming: gcm_ccs::Incoming) -> Result<(), gcm_ccs::relay::RelayError> {
+//! use gcm_ccs::relay::{RedisTarget, Relay, RelayConfig};
+//!
+//! let redis = RedisTarget::new("redis://127.0.0.1:6379", None)?;
+//! let relay = Relay::start(RelayConfig::new(redis, "relay-1"), sender, incoming, None).await?;
+//! let report = relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! println!("{} entries recorded", report.recorded);
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod entry;
+mod error;
+mod inbox;
+mod read;
+mod store;
+mod write;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+pub use self::config::{RedisTarget, RelayConfig};
+pub use self::error::RelayError;
+
+use self::entry::Entry;
+use self::store::{Dead, Store, Written};
+use crate::error::{ConnectError, SendError};
+use crate::http::HttpError;
+use crate::metrics::{self, Metrics};
+use crate::outgoing::{Outgoing, Sent};
+use crate::record::{Outcome, Record};
+use crate::sender::{Route, Sender};
+use crate::xmpp::Incoming;
+
+/// A relay connected to Redis, ready to [`run`](Relay::run).
+pub struct Relay {
+    cfg: Arc<RelayConfig>,
+    sender: Sender,
+    store: Store,
+    reads: store::Reads,
+    incoming: Incoming,
+    metrics: Arc<Metrics>,
+    server: Option<metrics::Server>,
+}
+
+/// What a relay did, when it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    /// Entries read (a redelivery counts again).
+    pub read: u64,
+    /// Entries recorded and acked by this relay.
+    pub recorded: u64,
+    /// Entries this relay sent but another consumer had taken over before it could record
+    /// them: that consumer records them.
+    pub taken_over: u64,
+    /// Entries still without an outcome at the stop, left pending for another consumer.
+    pub left_pending: u64,
+}
+
+/// Counts shared by the relay's tasks.
+#[derive(Default)]
+struct Counts {
+    read: AtomicU64,
+    recorded: AtomicU64,
+    taken_over: AtomicU64,
+}
+
+impl Relay {
+    /// Connects to Redis (retrying within `cfg.start_budget`), creates the group when it is
+    /// missing, and serves metrics on `metrics_listen` when given.
+    pub async fn start(
+        cfg: RelayConfig,
+        sender: Sender,
+        incoming: Incoming,
+        metrics_listen: Option<SocketAddr>,
+    ) -> Result<Relay, RelayError> {
+        cfg.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let server = match metrics_listen {
+            Some(addr) => Some(metrics::serve(addr, metrics.clone()).await.map_err(|e| {
+                RelayError::Metrics {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        let (store, reads) = store::open(&cfg).await?;
+        info!(redis = %cfg.redis, stream = %cfg.stream, group = %cfg.group, consumer = %cfg.consumer, "relay connected to Redis");
+        Ok(Relay {
+            cfg: Arc::new(cfg),
+            sender,
+            store,
+            reads,
+            incoming,
+            metrics,
+            server,
+        })
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.addr)
+    }
+
+    /// Sends entries until `stop` completes; then stops reading, lets the messages in
+    /// flight finish within `shutdown_timeout`, records and acks those, and leaves the rest
+    /// pending for another consumer. Ends early with an error when CCS or the HTTP API
+    /// refuses the server key (the entries stay pending).
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<RelayReport, RelayError> {
+        let Relay {
+            cfg,
+            sender,
+            store,
+            reads,
+            incoming,
+            metrics,
+            server: _server,
+        } = self;
+        let counts = Arc::new(Counts::default());
+        let permits = Arc::new(Semaphore::new(cfg.capacity));
+        let (entries_tx, mut entries_rx) = mpsc::channel(4);
+        let reader = Aborting(tokio::spawn(read::run(
+            reads,
+            store.clone(),
+            cfg.clone(),
+            permits.clone(),
+            entries_tx,
+        )));
+        let (write_tx, write_rx) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write::run(
+            store.clone(),
+            write_rx,
+            done_tx,
+            metrics.clone(),
+            counts.clone(),
+            cfg.refresh_every(),
+        ));
+        let _inbox = Aborting(tokio::spawn(inbox::run(
+            incoming,
+            store.clone(),
+            metrics.clone(),
+        )));
+        let _observer = Aborting(tokio::spawn(observe(
+            store,
+            sender.clone(),
+            metrics.clone(),
+            permits.clone(),
+            cfg.capacity,
+        )));
+
+        let refused = Arc::new(AtomicBool::new(false));
+        let mut held: HashSet<String> = HashSet::new();
+        let mut sending = FuturesUnordered::new();
+        let mut deadline: Option<Instant> = None;
+        tokio::pin!(stop);
+        loop {
+            let stopping = deadline.is_some();
+            if stopping && sending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = &mut stop, if !stopping => {
+                    info!(in_flight = sending.len(), "stopping: no more entries are read");
+                    reader.0.abort();
+                    deadline = Some(Instant::now() + cfg.shutdown_timeout);
+                }
+                batch = entries_rx.recv(), if !stopping => {
+                    let Some(batch) = batch else { continue };
+                    for (entry, permit) in batch {
+                        counts.read.fetch_add(1, Relaxed);
+                        match take(&cfg, entry, &mut held) {
+                            Some(Ok((id, outgoing))) => {
+                                sending.push(send(sender.clone(), id, outgoing, permit, refused.clone()));
+                            }
+                            Some(Err(dead)) => {
+                                let _ = write_tx.send((dead, permit));
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                Some(done) = sending.next() => {
+                    let Some(written) = done else { continue };
+                    let _ = write_tx.send(written);
+                    if refused.load(Relaxed) && deadline.is_none() {
+                        warn!("the server refused the key: stopping, entries stay pending");
+                        reader.0.abort();
+                        deadline = Some(Instant::now());
+                    }
+                }
+                Some(ids) = done_rx.recv() => {
+                    for id in ids {
+                        held.remove(&id);
+                    }
+                }
+                _ = sleep_until_opt(deadline) => break,
+            }
+        }
+        let left_pending = sending.len() as u64;
+        drop(sending);
+        drop(write_tx);
+        // What finished is recorded while Redis answers, within what is left of the time.
+        let remaining = deadline.map_or(cfg.shutdown_timeout, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let mut writer = writer;
+        if tokio::time::timeout(remaining.max(Duration::from_secs(1)), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+            warn!("Redis did not take the last outcomes in time: their entries stay pending");
+        }
+        sender.close().await;
+        if refused.load(Relaxed) {
+            return Err(RelayError::KeyRefused);
+        }
+        Ok(RelayReport {
+            read: counts.read.load(Relaxed),
+            recorded: counts.recorded.load(Relaxed),
+            taken_over: counts.taken_over.load(Relaxed),
+            left_pending,
+        })
+    }
+}
+
+/// A task aborted when this is dropped.
+struct Aborting<T>(JoinHandle<T>);
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One entry read: admitted once (a pending list read again returns entries in flight),
+/// what to send, or the dead-letter write of a poison or invalid entry.
+fn take(
+    cfg: &RelayConfig,
+    entry: Entry,
+    held: &mut HashSet<String>,
+) -> Option<Result<(String, Outgoing), Written>> {
+    if !held.insert(entry.id.clone()) {
+        return None;
+    }
+    let rejected = if entry.deliveries > u64::from(cfg.max_deliveries) {
+        let why = format!(
+            "delivered {} times: more than --max-deliveries {}",
+            entry.deliveries, cfg.max_deliveries
+        );
+        Record {
+            outcome: Outcome::Failed,
+            ..Record::invalid("MAX_DELIVERIES", why, None, None)
+        }
+    } else {
+        match entry.parse(&cfg.stream) {
+            Ok(outgoing) => return Some(Ok((entry.id, outgoing))),
+            Err(record) => *record,
+        }
+    };
+    let reason = format!(
+        "{}: {}",
+        rejected.code.as_deref().unwrap_or("INVALID"),
+        rejected.description.as_deref().unwrap_or("")
+    );
+    Some(Err(Written {
+        entry_id: entry.id,
+        dead: Some(Dead {
+            reason,
+            message: entry.message,
+            deliveries: entry.deliveries,
+        }),
+        record: rejected,
+    }))
+}
+
+/// Sends one message; `None` when its end is not an outcome of the message (the key was
+/// refused, the sender closed): the entry then stays pending.
+async fn send(
+    sender: Sender,
+    entry_id: String,
+    outgoing: Outgoing,
+    permit: OwnedSemaphorePermit,
+    refused: Arc<AtomicBool>,
+) -> Option<(Written, OwnedSemaphorePermit)> {
+    let started = Instant::now();
+    let (id, to) = (outgoing.id().to_owned(), outgoing.target().to_owned());
+    let (result, attempts) = match (outgoing, sender.stream()) {
+        (Outgoing::Message(msg), Some(client)) if sender.route() == Route::Xmpp => {
+            match client.submit(msg).await {
+                Ok(pending) => {
+                    let done = pending.completion().await;
+                    (done.result.map(Sent::Ack), Some(done.attempts))
+                }
+                Err(e) => (Err(e), Some(0)),
+            }
+        }
+        (outgoing, _) => (sender.deliver(outgoing).await, None),
+    };
+    match &result {
+        Err(SendError::Closed) => return None,
+        Err(
+            SendError::Unavailable(ConnectError::Auth { .. })
+            | SendError::Http(HttpError::Unauthorized(_)),
+        ) => {
+            refused.store(true, Relaxed);
+            return None;
+        }
+        _ => {}
+    }
+    let record = Record::sent(id, to, result, attempts, started.elapsed());
+    Some((
+        Written {
+            entry_id,
+            record,
+            dead: None,
+        },
+        permit,
+    ))
+}
+
+/// Refreshes the gauges every few seconds: queue lag and pending, connections, in flight.
+async fn observe(
+    mut store: Store,
+    sender: Sender,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let stats = sender.stream().map(|c| c.stats());
+        let up = stats
+            .as_ref()
+            .filter(|_| sender.sends_ccs())
+            .map(|s| s.connections);
+        let (retried, reconnects) = stats.map_or((0, 0), |s| (s.retried, s.reconnects));
+        metrics.sender(retried, reconnects, up);
+        metrics.set_in_flight(capacity.saturating_sub(permits.available_permits()));
+        match store.queue_figures().await {
+            Ok((lag, pending)) => metrics.queue(lag, pending),
+            Err(e) => warn!(error = %e, "cannot read the queue's lag and pending count"),
+        }
+        tick.tick().await;
+    }
+}

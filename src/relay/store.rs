@@ -1,0 +1,380 @@
+//! The Redis commands of a relay (see `spec/relay.md`), on two connections: one for blocking
+//! reads, one for everything else, so a blocked read never holds up a record.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply,
+    StreamPendingCountReply, StreamReadOptions, StreamReadReply,
+};
+use redis::{AsyncCommands, RedisResult};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::config::RelayConfig;
+use super::entry::{Entry, ResultRecord};
+use super::error::{RelayError, is_auth};
+use crate::record::Record;
+
+/// Longest a command other than a blocking read may take.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One entry's final outcome, to be recorded and acked.
+#[derive(Debug)]
+pub(super) struct Written {
+    pub entry_id: String,
+    pub record: Record,
+    /// Set for poison and invalid entries: their copy in the dead-letter stream.
+    pub dead: Option<Dead>,
+}
+
+/// Why an entry goes to the dead-letter stream, and what it held.
+#[derive(Debug)]
+pub(super) struct Dead {
+    pub reason: String,
+    pub message: Option<String>,
+    pub deliveries: u64,
+}
+
+/// The connection for everything but blocking reads.
+#[derive(Clone)]
+pub(super) struct Store {
+    conn: ConnectionManager,
+    stream: String,
+    group: String,
+    consumer: String,
+    results: String,
+    results_maxlen: usize,
+    dead: String,
+    inbox: String,
+    /// Most entries this consumer can have pending: what a `XPENDING` asks for.
+    pel_limit: usize,
+}
+
+/// The connection for blocking reads.
+pub(super) struct Reads {
+    conn: ConnectionManager,
+    stream: String,
+    group: String,
+    consumer: String,
+}
+
+/// Connects both connections and makes sure the group exists, retrying within the start-up
+/// budget; refused credentials end it at once.
+pub(super) async fn open(cfg: &RelayConfig) -> Result<(Store, Reads), RelayError> {
+    let deadline = Instant::now() + cfg.start_budget;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match try_open(cfg).await {
+            Ok(opened) => return Ok(opened),
+            Err(e) if is_auth(&e) => {
+                return Err(RelayError::Auth {
+                    target: cfg.redis.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) if Instant::now() + delay >= deadline => {
+                return Err(RelayError::Unavailable {
+                    target: cfg.redis.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => {
+                warn!(redis = %cfg.redis, error = %e, "Redis is not available yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn try_open(cfg: &RelayConfig) -> RedisResult<(Store, Reads)> {
+    let client = cfg.redis.client().map_err(|e| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "URL", e.to_string()))
+    })?;
+    let manager = |response: Duration| {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+    };
+    let conn =
+        ConnectionManager::new_with_config(client.clone(), manager(RESPONSE_TIMEOUT)).await?;
+    // Above the BLOCK time: redis-rs's default 500 ms would cut every blocking read.
+    let reads = manager(cfg.block + RESPONSE_TIMEOUT);
+    let reads = ConnectionManager::new_with_config(client, reads).await?;
+    let mut store = Store {
+        conn,
+        stream: cfg.stream.clone(),
+        group: cfg.group.clone(),
+        consumer: cfg.consumer.clone(),
+        results: cfg.results.clone(),
+        results_maxlen: cfg.results_maxlen,
+        dead: cfg.dead.clone(),
+        inbox: cfg.inbox.clone(),
+        pel_limit: cfg.capacity * 2 + 100,
+    };
+    store.create_group().await?;
+    let reads = Reads {
+        conn: reads,
+        stream: cfg.stream.clone(),
+        group: cfg.group.clone(),
+        consumer: cfg.consumer.clone(),
+    };
+    Ok((store, reads))
+}
+
+impl Reads {
+    /// `XREADGROUP … STREAMS <stream> <from>`: `>` for new entries (blocking), or an id for
+    /// this consumer's own pending entries after it.
+    pub async fn read(
+        &mut self,
+        from: &str,
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<StreamId>> {
+        let mut options = StreamReadOptions::default()
+            .group(&self.group, &self.consumer)
+            .count(count);
+        if from == ">" {
+            options = options.block(block.as_millis() as usize);
+        }
+        let reply: Option<StreamReadReply> = self
+            .conn
+            .xread_options(&[&self.stream], &[from], &options)
+            .await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect())
+    }
+}
+
+impl Store {
+    /// `XGROUP CREATE … 0 MKSTREAM`: from ID `0`, so entries produced before the first relay
+    /// started are sent too. `BUSYGROUP` means it exists.
+    async fn create_group(&mut self) -> RedisResult<()> {
+        let created: RedisResult<()> = self
+            .conn
+            .xgroup_create_mkstream(&self.stream, &self.group, "0")
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// `XAUTOCLAIM`: entries idle longer than `min_idle` on any consumer become ours.
+    /// Returns the next cursor and the entries (entries deleted meanwhile are dropped from
+    /// the pending list by Redis itself).
+    pub async fn autoclaim(
+        &mut self,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> RedisResult<(String, Vec<StreamId>)> {
+        let reply: StreamAutoClaimReply = self
+            .conn
+            .xautoclaim_options(
+                &self.stream,
+                &self.group,
+                &self.consumer,
+                min_idle.as_millis() as u64,
+                cursor,
+                StreamAutoClaimOptions::default().count(count),
+            )
+            .await?;
+        if !reply.deleted_ids.is_empty() {
+            warn!(
+                count = reply.deleted_ids.len(),
+                "pending entries were deleted from the stream before they were sent"
+            );
+        }
+        Ok((reply.next_stream_id, reply.claimed))
+    }
+
+    /// Our own pending entries among `ids`, with their delivery counts.
+    pub async fn own_pending(&mut self, ids: &[&str]) -> RedisResult<HashMap<String, u64>> {
+        let Some((first, last)) = id_range(ids) else {
+            return Ok(HashMap::new());
+        };
+        let reply: StreamPendingCountReply = self
+            .conn
+            .xpending_consumer_count(
+                &self.stream,
+                &self.group,
+                first,
+                last,
+                self.pel_limit,
+                &self.consumer,
+            )
+            .await?;
+        let wanted: HashSet<&str> = ids.iter().copied().collect();
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter(|p| wanted.contains(p.id.as_str()))
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect())
+    }
+
+    /// Records the outcomes and acks their entries in one `MULTI`/`EXEC`, for the entries
+    /// still pending on this consumer (one another consumer took over is its to record).
+    /// Returns, for each, whether it was recorded.
+    pub async fn write(&mut self, batch: &[Written]) -> RedisResult<Vec<bool>> {
+        let ids: Vec<&str> = batch.iter().map(|w| w.entry_id.as_str()).collect();
+        let ours = self.own_pending(&ids).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut acked = Vec::with_capacity(batch.len());
+        for written in batch.iter().filter(|w| ours.contains_key(&w.entry_id)) {
+            let result = ResultRecord {
+                entry_id: &written.entry_id,
+                consumer: &self.consumer,
+                record: &written.record,
+            };
+            let json = serde_json::to_string(&result).unwrap_or_default();
+            pipe.cmd("XADD")
+                .arg(&self.results)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.results_maxlen)
+                .arg("*")
+                .arg("result")
+                .arg(json)
+                .ignore();
+            if let Some(dead) = &written.dead {
+                pipe.cmd("XADD")
+                    .arg(&self.dead)
+                    .arg("*")
+                    .arg("entry_id")
+                    .arg(&written.entry_id)
+                    .arg("reason")
+                    .arg(&dead.reason)
+                    .arg("deliveries")
+                    .arg(dead.deliveries)
+                    .arg("consumer")
+                    .arg(&self.consumer)
+                    .arg("message")
+                    .arg(dead.message.as_deref().unwrap_or(""))
+                    .ignore();
+            }
+            acked.push(written.entry_id.as_str());
+        }
+        if !acked.is_empty() {
+            pipe.cmd("XACK")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&acked)
+                .ignore();
+            pipe.query_async::<()>(&mut self.conn).await?;
+        }
+        Ok(batch
+            .iter()
+            .map(|w| ours.contains_key(&w.entry_id))
+            .collect())
+    }
+
+    /// Resets the idle time of every entry pending on this consumer (`XCLAIM … 0 … JUSTID`
+    /// to ourselves), so that entries we still work on are not claimed by another consumer.
+    pub async fn refresh(&mut self) -> RedisResult<usize> {
+        let reply: StreamPendingCountReply = self
+            .conn
+            .xpending_consumer_count(
+                &self.stream,
+                &self.group,
+                "-",
+                "+",
+                self.pel_limit,
+                &self.consumer,
+            )
+            .await?;
+        if reply.ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = reply.ids.iter().map(|p| p.id.as_str()).collect();
+        redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(&ids)
+            .arg("JUSTID")
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(ids.len())
+    }
+
+    /// Appends upstream messages and receipts to the inbox, in one round trip.
+    pub async fn inbox(&mut self, entries: &[Vec<(&'static str, String)>]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for fields in entries {
+            pipe.cmd("XADD")
+                .arg(&self.inbox)
+                .arg("*")
+                .arg(fields)
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn).await
+    }
+
+    /// The group's lag (entries not yet read by any consumer) and pending count.
+    pub async fn queue_figures(&mut self) -> RedisResult<(Option<u64>, u64)> {
+        let groups: StreamInfoGroupsReply = self.conn.xinfo_groups(&self.stream).await?;
+        Ok(groups
+            .groups
+            .into_iter()
+            .find(|g| g.name == self.group)
+            .map_or((None, 0), |g| (g.lag.map(|l| l as u64), g.pending as u64)))
+    }
+}
+
+/// The lowest and highest of stream entry ids, compared as ids (`<ms>-<seq>`).
+fn id_range<'a>(ids: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    let key = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    let first = ids.iter().min_by_key(|id| key(id))?;
+    let last = ids.iter().max_by_key(|id| key(id))?;
+    Some((first, last))
+}
+
+/// The entries of a read with their delivery counts (1 for new ones; from `XPENDING` for
+/// entries read again from a pending list).
+pub(super) async fn with_counts(
+    store: &mut Store,
+    raw: Vec<StreamId>,
+    fresh: bool,
+) -> RedisResult<Vec<Entry>> {
+    if fresh {
+        return Ok(raw.iter().map(|r| Entry::new(r, 1)).collect());
+    }
+    let ids: Vec<&str> = raw.iter().map(|r| r.id.as_str()).collect();
+    let counts = store.own_pending(&ids).await?;
+    Ok(raw
+        .iter()
+        .map(|r| Entry::new(r, counts.get(&r.id).copied().unwrap_or(1)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_compare_numerically() {
+        assert_eq!(
+            id_range(&["9-1", "10-0", "9-10", "10-2"]),
+            Some(("9-1", "10-2"))
+        );
+        assert_eq!(id_range(&[]), None);
+    }
+}

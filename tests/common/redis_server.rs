@@ -1,0 +1,118 @@
+//! A real `redis-server` for a test: a temporary directory, no persistence, a Unix socket,
+//! killed on drop. A missing `redis-server` fails the test with the line that installs it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const INSTALL: &str = "apt-get update -q && apt-get install -y -q redis-server";
+
+/// A running Redis server.
+pub struct Redis {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    password: Option<String>,
+    persistent: bool,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// A server that requires `password`.
+    pub fn start_with(password: Option<&str>) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            password: password.map(str::to_owned),
+            persistent: false,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// A server that keeps its data across [`Redis::restart`] (append-only file, fsync
+    /// on every write).
+    pub fn start_persistent() -> Redis {
+        let mut redis = Redis {
+            child: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            password: None,
+            persistent: true,
+        };
+        redis.spawn();
+        redis
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// The URL of the server, without the password.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn spawn(&mut self) {
+        let socket = self.socket();
+        let _ = std::fs::remove_file(&socket);
+        let mut cmd = Command::new("redis-server");
+        let aof = if self.persistent { "yes" } else { "no" };
+        cmd.args(["--port", "0", "--save", "", "--daemonize", "no"])
+            .args(["--enable-debug-command", "yes"])
+            .args(["--appendonly", aof, "--appendfsync", "always"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = &self.password {
+            cmd.args(["--requirepass", p]);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start redis-server ({e}): the relay tests need it on PATH; install it with `{INSTALL}`")
+        });
+        self.child = Some(child);
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server (SIGKILL; without persistence its data is gone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A synchronous connection for the test's own commands.
+    pub fn conn(&self) -> redis::Connection {
+        let mut info =
+            redis::IntoConnectionInfo::into_connection_info(self.url().as_str()).unwrap();
+        if let Some(p) = &self.password {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
