@@ -76,13 +76,21 @@ impl Redis {
         });
         self.child = Some(child);
         let started = Instant::now();
-        while !socket.exists() {
+        // Up once it answers a data command (PING is answered while still LOADING).
+        while !self.ready() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    fn ready(&self) -> bool {
+        self.socket().exists()
+            && self
+                .try_conn()
+                .is_ok_and(|mut c| redis::cmd("DBSIZE").query::<u64>(&mut c).is_ok())
     }
 
     /// Kills the server (SIGKILL; without persistence its data is gone).
@@ -101,13 +109,18 @@ impl Redis {
 
     /// A synchronous connection for the test's own commands.
     pub fn conn(&self) -> redis::Connection {
+        self.try_conn()
+            .expect("connected to the test's redis-server")
+    }
+
+    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
         let mut info =
             redis::IntoConnectionInfo::into_connection_info(self.url().as_str()).unwrap();
         if let Some(p) = &self.password {
             let settings = info.redis_settings().clone().set_password(p);
             info = info.set_redis_settings(settings);
         }
-        redis::Client::open(info).unwrap().get_connection().unwrap()
+        redis::Client::open(info)?.get_connection()
     }
 }
 
