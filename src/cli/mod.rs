@@ -3,7 +3,10 @@
 mod common;
 mod demo;
 mod emulate;
+mod enqueue;
 mod http;
+mod redis_args;
+mod relay;
 mod send;
 mod stream;
 mod summary;
@@ -55,6 +58,10 @@ enum Command {
     Webpush(webpush::WebPushArgs),
     /// Make VAPID keys for Web Push, or show the public key of one.
     Vapid(vapid::VapidArgs),
+    /// Send what producers put on a Redis stream, as one of many relays (consumer group).
+    Relay(relay::RelayArgs),
+    /// Put the messages of an NDJSON file on the relay's Redis stream.
+    Enqueue(enqueue::EnqueueArgs),
     /// Run the CCS emulator standalone until interrupted.
     Emulate(emulate::EmulateArgs),
 }
@@ -94,6 +101,8 @@ pub fn main() -> ExitCode {
             Command::Http(args) => http::run(args).await,
             Command::Webpush(args) => webpush::run(args).await,
             Command::Vapid(args) => vapid::run(args),
+            Command::Relay(args) => relay::run(args).await,
+            Command::Enqueue(args) => enqueue::run(args).await,
             Command::Emulate(args) => emulate::run(args).await,
         }
     });

@@ -21,6 +21,7 @@ mod config;
 mod entry;
 mod error;
 mod inbox;
+mod producer;
 mod read;
 mod store;
 mod write;
@@ -41,6 +42,7 @@ use tracing::{info, warn};
 
 pub use self::config::{RedisTarget, RelayConfig};
 pub use self::error::RelayError;
+pub use self::producer::Producer;
 
 use self::entry::Entry;
 use self::store::{Dead, Store, Written};
@@ -166,8 +168,6 @@ impl Relay {
             store,
             sender.clone(),
             metrics.clone(),
-            permits.clone(),
-            cfg.capacity,
         )));
 
         let refused = Arc::new(AtomicBool::new(false));
@@ -187,7 +187,11 @@ impl Relay {
                     deadline = Some(Instant::now() + cfg.shutdown_timeout);
                 }
                 batch = entries_rx.recv(), if !stopping => {
-                    let Some(batch) = batch else { continue };
+                    let Some(batch) = batch else {
+                        warn!("the outbox reader ended: stopping");
+                        deadline = Some(Instant::now() + cfg.shutdown_timeout);
+                        continue;
+                    };
                     for (entry, permit) in batch {
                         counts.read.fetch_add(1, Relaxed);
                         match take(&cfg, entry, &mut held) {
@@ -200,6 +204,7 @@ impl Relay {
                             None => {}
                         }
                     }
+                    metrics.set_in_flight(held.len());
                 }
                 Some(done) = sending.next() => {
                     let Some(written) = done else { continue };
@@ -214,6 +219,7 @@ impl Relay {
                     for id in ids {
                         held.remove(&id);
                     }
+                    metrics.set_in_flight(held.len());
                 }
                 _ = sleep_until_opt(deadline) => break,
             }
@@ -348,14 +354,8 @@ async fn send(
     ))
 }
 
-/// Refreshes the gauges every few seconds: queue lag and pending, connections, in flight.
-async fn observe(
-    mut store: Store,
-    sender: Sender,
-    metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
-    capacity: usize,
-) {
+/// Refreshes the gauges every few seconds: queue lag and pending, connections.
+async fn observe(mut store: Store, sender: Sender, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         let stats = sender.stream().map(|c| c.stats());
@@ -365,7 +365,6 @@ async fn observe(
             .map(|s| s.connections);
         let (retried, reconnects) = stats.map_or((0, 0), |s| (s.retried, s.reconnects));
         metrics.sender(retried, reconnects, up);
-        metrics.set_in_flight(capacity.saturating_sub(permits.available_permits()));
         match store.queue_figures().await {
             Ok((lag, pending)) => metrics.queue(lag, pending),
             Err(e) => warn!(error = %e, "cannot read the queue's lag and pending count"),

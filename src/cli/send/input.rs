@@ -72,6 +72,13 @@ impl RawLine<'_> {
     /// The message on this line, or why there is none. A trailing `\r` is ignored, and so is a
     /// UTF-8 byte order mark at the start of the first line.
     pub fn parse(&self) -> Result<Message, Box<Record>> {
+        let text = self.text()?;
+        Message::from_json(text).map_err(|e| Box::new(Record::rejected(text, &e)))
+    }
+
+    /// The line as text: within the length limit, UTF-8 and not blank. A trailing `\r` is
+    /// ignored, and so is a UTF-8 byte order mark at the start of the first line.
+    pub fn text(&self) -> Result<&str, Box<Record>> {
         if self.len > MAX_LINE {
             return Err(rejected(
                 "LINE_TOO_LONG",
@@ -94,7 +101,7 @@ impl RawLine<'_> {
                 "blank line: expected one JSON message object",
             ));
         }
-        Message::from_json(text).map_err(|e| Box::new(Record::rejected(text, &e)))
+        Ok(text)
     }
 }
 

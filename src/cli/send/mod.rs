@@ -2,7 +2,7 @@
 //! memory, `--resume`, progress, and a summary.
 
 mod feed;
-mod input;
+pub(super) mod input;
 mod output;
 mod progress;
 mod record;

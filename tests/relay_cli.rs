@@ -1,0 +1,419 @@
+//! `gcm-ccs relay` and `gcm-ccs enqueue` as processes: many relays on one queue with one
+//! killed, SIGTERM with messages in flight, Redis credentials, bad lines, metrics.
+#![cfg(feature = "relay")]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::bin::{bin, output, text};
+use common::redis_server::Redis;
+use common::*;
+use gcm_ccs::emulator::{Emulator, Reply, Script};
+use redis::Commands;
+use serde_json::Value;
+
+const STREAM: &str = "gcm:outbox";
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(emu: &Emulator) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `gcm-ccs relay` for `redis` and `emu`, consumer `name`.
+    fn relay(&self, redis: &Redis, emu: &Emulator, name: &str, extra: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.args(["relay", "--redis", &redis.url(), "--consumer", name])
+            .args(["--sender-id", SENDER, "--endpoint", &emu.addr().to_string()])
+            .arg("--ca-file")
+            .arg(self.path("ca.pem"))
+            .args(extra)
+            .env("GCM_API_KEY", KEY)
+            .env_remove("REDIS_PASSWORD");
+        cmd
+    }
+}
+
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child we own and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits (bounded) for `child` to exit; its code and stderr.
+async fn finish(mut child: Child, secs: u64) -> (Option<i32>, String) {
+    let stderr = child.stderr.take();
+    bounded(secs, async {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = stderr {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (status.code(), err);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
+    conn.xlen(key).unwrap_or(0)
+}
+
+fn pending(conn: &mut redis::Connection) -> usize {
+    let reply: redis::streams::StreamPendingReply = conn.xpending(STREAM, "gcm-ccs").unwrap();
+    reply.count()
+}
+
+/// Results by entry id; panics on an entry recorded twice.
+fn results(conn: &mut redis::Connection) -> HashMap<String, Value> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all("gcm:results").unwrap();
+    let mut by_entry = HashMap::new();
+    for id in reply.ids {
+        let record: Value = serde_json::from_str(&id.get::<String>("result").unwrap()).unwrap();
+        let entry = record["entry_id"].as_str().unwrap().to_owned();
+        assert!(
+            by_entry.insert(entry.clone(), record).is_none(),
+            "{entry} recorded twice"
+        );
+    }
+    by_entry
+}
+
+async fn until(secs: u64, mut cond: impl FnMut() -> bool) {
+    bounded(secs, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+/// Entries of `n` plain messages, pipelined.
+fn produce(conn: &mut redis::Connection, n: usize, prefix: &str) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg("message")
+                .arg(format!(r#"{{"to":"{prefix}{i}"}}"#));
+        }
+        let got: Vec<String> = pipe.query(conn).unwrap();
+        ids.extend(got);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_one_killed_one_restarted_give_every_entry_exactly_one_record() {
+    const N: usize = 100_000;
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let emu = emulator(script(vec![rule("", Reply::Delay { ms: 2 })])).await;
+    let scratch = Scratch::new(&emu);
+    let ids: HashSet<String> = produce(&mut conn, N, "t").into_iter().collect();
+    let fast = ["--claim-after", "3", "--connections", "2"];
+    let mut relays: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| spawn(scratch.relay(&redis, &emu, name, &fast)))
+        .collect();
+
+    until(120, || xlen(&mut conn, "gcm:results") >= N / 4).await;
+    // "a" dies with messages in flight; its entries stay pending until claimed.
+    signal(&relays[0], libc::SIGKILL);
+    let (code, _) = finish(relays.remove(0), 10).await;
+    assert_eq!(code, None, "killed by the signal");
+    let in_flight_at_kill = {
+        let reply: redis::streams::StreamPendingCountReply = conn
+            .xpending_consumer_count(STREAM, "gcm-ccs", "-", "+", N, "a")
+            .unwrap();
+        reply.ids.len()
+    };
+    until(120, || xlen(&mut conn, "gcm:results") >= N / 2).await;
+    // "b" stops cleanly and comes back under the same name.
+    signal(&relays[0], libc::SIGTERM);
+    let (code, err) = finish(relays.remove(0), 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    relays.push(spawn(scratch.relay(&redis, &emu, "b", &fast)));
+
+    until(240, || {
+        xlen(&mut conn, "gcm:results") >= N && pending(&mut conn) == 0
+    })
+    .await;
+    for relay in &relays {
+        signal(relay, libc::SIGTERM);
+    }
+    for relay in relays {
+        let (code, err) = finish(relay, 30).await;
+        assert_eq!(code, Some(0), "{err}");
+    }
+
+    let got = results(&mut conn);
+    assert_eq!(got.len(), N, "exactly one record per entry");
+    assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(got.values().all(|r| r["outcome"] == "acked"));
+    assert_eq!(pending(&mut conn), 0, "every entry acked");
+    let by: HashMap<&str, usize> = got.values().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r["consumer"].as_str().unwrap()).or_default() += 1;
+        m
+    });
+    let duplicates = emu.stats().duplicates as usize;
+    println!(
+        "relays: {N} entries, {} records, 0 pending; by consumer {by:?}; {in_flight_at_kill} pending on the killed relay, {duplicates} wire duplicates",
+        got.len()
+    );
+    assert!(
+        duplicates <= in_flight_at_kill,
+        "{duplicates} duplicates > {in_flight_at_kill} in flight on the killed relay"
+    );
+    assert_eq!(emu.stats().unique_messages as usize, N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_what_is_in_flight_and_leaves_the_rest_pending() {
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    // Slow acks: finished within the shutdown timeout.
+    let emu = emulator(script(vec![
+        rule("slow-", Reply::Delay { ms: 1500 }),
+        rule("mute-", Reply::Silent),
+    ]))
+    .await;
+    let scratch = Scratch::new(&emu);
+    produce(&mut conn, 50, "slow-");
+    let relay = spawn(scratch.relay(&redis, &emu, "r", &["--shutdown-timeout", "20"]));
+    until(30, || emu.stats().downstream >= 50).await;
+    signal(&relay, libc::SIGTERM);
+    let (code, err) = finish(relay, 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        xlen(&mut conn, "gcm:results"),
+        50,
+        "in flight at the signal: recorded"
+    );
+    assert_eq!(pending(&mut conn), 0);
+
+    // Messages that will not finish in time are left pending, never acked without a record.
+    produce(&mut conn, 20, "mute-");
+    let relay = spawn(scratch.relay(&redis, &emu, "r", &["--shutdown-timeout", "1"]));
+    until(30, || emu.stats().downstream >= 70).await;
+    let stopped = Instant::now();
+    signal(&relay, libc::SIGTERM);
+    let (code, err) = finish(relay, 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(stopped.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        xlen(&mut conn, "gcm:results"),
+        50,
+        "no record for unfinished entries"
+    );
+    assert_eq!(pending(&mut conn), 20, "left pending for another consumer");
+    assert!(err.contains("20 left pending"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_credentials_and_reachability_fail_clearly_with_exit_2() {
+    let emu = emulator(Script::default()).await;
+    let scratch = Scratch::new(&emu);
+    let redis = Redis::start_with(Some("right-pass"));
+
+    let mut wrong = scratch.relay(&redis, &emu, "r", &[]);
+    wrong.env("REDIS_PASSWORD", "wrong-s3cret");
+    let started = Instant::now();
+    let out = output(wrong).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(
+        !err.contains("wrong-s3cret"),
+        "the password is never shown: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not retried for the budget"
+    );
+
+    // In the URL too.
+    let url = format!("redis://:wrong-s3cret@{}", "127.0.0.1:1");
+    let mut unreachable = bin();
+    unreachable
+        .args(["relay", "--redis", &url, "--redis-start-budget", "1"])
+        .args(["--sender-id", SENDER, "--endpoint", &emu.addr().to_string()])
+        .arg("--ca-file")
+        .arg(scratch.path("ca.pem"))
+        .env("GCM_API_KEY", KEY);
+    let out = output(unreachable).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+    assert!(!err.contains("wrong-s3cret"), "{err}");
+    assert!(err.contains("***"), "{err}");
+
+    // The right password from the environment works.
+    let mut right = scratch.relay(&redis, &emu, "r", &[]);
+    right.env("REDIS_PASSWORD", "right-pass");
+    let relay = spawn(right);
+    let mut conn = redis.conn();
+    produce(&mut conn, 3, "t");
+    until(30, || xlen(&mut conn, "gcm:results") >= 3).await;
+    signal(&relay, libc::SIGTERM);
+    assert_eq!(finish(relay, 30).await.0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_reports_bad_lines_by_number_and_enqueues_the_rest() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let mut file = std::fs::File::create(&input).unwrap();
+    for n in 1..=3000 {
+        match n {
+            7 => writeln!(file, "{{\"to\":").unwrap(),
+            8 => writeln!(file).unwrap(),
+            9 => writeln!(file, r#"{{"data":{{"k":"v"}}}}"#).unwrap(),
+            _ => writeln!(file, r#"{{"to":"t{n}"}}"#).unwrap(),
+        }
+    }
+    drop(file);
+    let mut cmd = bin();
+    cmd.args(["enqueue", "--redis", &redis.url(), "--input"])
+        .arg(&input);
+    let out = output(cmd).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 7: INVALID_JSON"), "{err}");
+    assert!(err.contains("line 8: BLANK_LINE"), "{err}");
+    assert!(err.contains("line 9: MISSING_TARGET"), "{err}");
+    assert!(err.contains("enqueued 2997 message(s)"), "{err}");
+    let mut conn = redis.conn();
+    assert_eq!(xlen(&mut conn, STREAM), 2997);
+    let first: redis::streams::StreamRangeReply = conn.xrange_count(STREAM, "-", "+", 1).unwrap();
+    assert_eq!(
+        first.ids[0].get::<String>("message").unwrap(),
+        r#"{"to":"t1"}"#
+    );
+
+    let mut down = bin();
+    down.args([
+        "enqueue",
+        "--redis",
+        "unix:///nonexistent/redis.sock",
+        "--input",
+    ])
+    .arg(&input);
+    let out = output(down).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// `GET path` over plain HTTP/1.1; the status and body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_owned())
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` → value. Panics on a line
+/// that is neither a comment nor a sample.
+fn samples(body: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        out.insert(name.to_owned(), value);
+    }
+    assert!(body.ends_with("# EOF\n"), "complete exposition");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_and_match_the_results() {
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let emu = emulator(script(vec![rule("gone-", nack("DEVICE_UNREGISTERED"))])).await;
+    let scratch = Scratch::new(&emu);
+    produce(&mut conn, 40, "t");
+    produce(&mut conn, 10, "gone-");
+    let mut relay = scratch
+        .relay(&redis, &emu, "m", &["--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(relay.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("metrics on") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "metrics address on stderr"
+        );
+    }
+    let addr = line
+        .trim()
+        .trim_start_matches("metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    until(30, || xlen(&mut conn, "gcm:results") >= 50).await;
+    // Gauges refresh every 2 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let s = samples(&body);
+    assert_eq!(
+        s[r#"gcm_ccs_relay_messages_total{outcome="acked",code=""}"#], 40.0,
+        "{body}"
+    );
+    assert_eq!(
+        s[r#"gcm_ccs_relay_messages_total{outcome="nacked",code="DEVICE_UNREGISTERED"}"#],
+        10.0
+    );
+    assert_eq!(s["gcm_ccs_relay_send_latency_seconds_count"], 50.0);
+    assert_eq!(s["gcm_ccs_relay_stream_pending"], 0.0);
+    assert_eq!(s["gcm_ccs_relay_stream_lag"], 0.0);
+    assert_eq!(s["gcm_ccs_relay_in_flight"], 0.0);
+    assert_eq!(s[r#"gcm_ccs_relay_connections{state="up"}"#], 1.0);
+    assert_eq!(get(&addr, "/healthz").0, 200);
+
+    // No connection up: unhealthy.
+    emu.shutdown();
+    until(30, || get(&addr, "/healthz").0 == 503).await;
+    signal(&relay, libc::SIGTERM);
+    relay.stderr = Some(stderr.into_inner());
+    assert_eq!(finish(relay, 30).await.0, Some(0));
+}
