@@ -47,14 +47,14 @@ struct Phase {
 }
 
 /// One run of one mode.
-struct Run {
+pub(crate) struct Run {
     /// µs of client CPU per message.
     client_us: f64,
     /// µs of emulator CPU per message.
     emulator_us: f64,
     /// Allocations per message (library and floor), NaN for `send`.
     allocs: f64,
-    msgs_per_s: f64,
+    pub msgs_per_s: f64,
 }
 
 /// The figure: medians per mode.
@@ -151,7 +151,7 @@ pub async fn measure(n: usize, rounds: usize) -> Figure {
 }
 
 /// `n` lines of the payloads the other figures use (plain ASCII: no JSON escaping).
-fn write_input(path: &Path, n: usize) -> std::io::Result<()> {
+pub(crate) fn write_input(path: &Path, n: usize) -> std::io::Result<()> {
     let texts = stack::payloads();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     for i in 0..n {
@@ -165,17 +165,28 @@ fn write_input(path: &Path, n: usize) -> std::io::Result<()> {
 }
 
 /// `gcm-ccs emulate` in its own process, on a free port, without per-id records.
-struct EmulatorProcess {
+pub(crate) struct EmulatorProcess {
     child: Child,
-    addr: SocketAddr,
-    ca: PathBuf,
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
 }
 
 impl EmulatorProcess {
-    fn start(dir: &Path) -> EmulatorProcess {
+    pub(crate) fn start(dir: &Path) -> EmulatorProcess {
+        EmulatorProcess::scripted(dir, None)
+    }
+
+    /// With the script in file `script`, if given.
+    pub(crate) fn scripted(dir: &Path, script: Option<&Path>) -> EmulatorProcess {
         let ca = dir.join("emulator-ca.pem");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"))
-            .args(["emulate", "--listen", "127.0.0.1:0", "--no-track-ids"])
+        let mut emulate = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"));
+        if let Some(script) = script {
+            emulate.arg("emulate").arg("--script").arg(script);
+        } else {
+            emulate.arg("emulate");
+        }
+        let mut child = emulate
+            .args(["--listen", "127.0.0.1:0", "--no-track-ids"])
             .args(["--stats-every", "0", "--credentials"])
             .arg(format!("{}:{}", stack::SENDER, stack::KEY))
             .arg("--ca-out")
@@ -200,7 +211,7 @@ impl EmulatorProcess {
     }
 
     /// Stops it with SIGTERM; its CPU time over its whole life.
-    fn stop(self) -> Duration {
+    pub(crate) fn stop(self) -> Duration {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: pid is our own live child.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -214,7 +225,7 @@ fn per_message_us(cpu: Duration, n: usize) -> f64 {
     cpu.as_secs_f64() * 1e6 / n.max(1) as f64
 }
 
-async fn run_send(dir: &Path, input: &Path, n: usize) -> Run {
+pub(crate) async fn run_send(dir: &Path, input: &Path, n: usize) -> Run {
     let emu = EmulatorProcess::start(dir);
     let output = dir.join("out.ndjson");
     let child = Command::new(env!("CARGO_BIN_EXE_gcm-ccs"))

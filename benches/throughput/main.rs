@@ -3,7 +3,8 @@
 //! run and reported as ratios.
 //!
 //! `cargo bench --bench throughput -- [--messages N] [--ack-delay-ms R] [--json]
-//! [--memory-only | --no-memory] [--memory-lines A,B] [--webpush-only] [--pushes P]`
+//! [--memory-only | --no-memory] [--memory-lines A,B] [--webpush-only] [--pushes P]
+//! [--client-cpu-only] [--relay-only]`
 //!
 //! Built without optimizations (as `cargo test` does) it runs a seconds-long smoke version.
 
@@ -11,6 +12,10 @@ mod baseline;
 mod client_cpu;
 mod cpu;
 mod memory;
+#[allow(dead_code)] // the tests' harness; the bench uses a part of it
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+mod relay;
 mod stack;
 mod webpush;
 
@@ -66,6 +71,8 @@ struct Args {
     pushes: usize,
     /// Only figure 8 (client CPU per message, the emulator in its own process).
     client_cpu_only: bool,
+    /// Only figure 9 (the relay against `send`, and relay scaling).
+    relay_only: bool,
 }
 
 fn args() -> Args {
@@ -88,6 +95,7 @@ fn args() -> Args {
         webpush_only: false,
         pushes: if cfg!(debug_assertions) { 100 } else { 20_000 },
         client_cpu_only: false,
+        relay_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -111,6 +119,7 @@ fn args() -> Args {
             "--no-memory" => a.no_memory = true,
             "--webpush-only" => a.webpush_only = true,
             "--client-cpu-only" => a.client_cpu_only = true,
+            "--relay-only" => a.relay_only = true,
             "--pushes" => a.pushes = it.next().and_then(|v| v.parse().ok()).expect("--pushes P"),
             "--memory-lines" => {
                 a.memory_lines = it
@@ -189,6 +198,14 @@ async fn run() {
         );
         return;
     }
+    if a.relay_only {
+        let figure = relay::measure(n, a.ack_delay).await;
+        if !a.json_only {
+            figure.print();
+        }
+        println!("{}", json!({ "cores": cores(), "relay": figure.json() }));
+        return;
+    }
     if a.stack_only {
         let emu = stack::emulator(Duration::ZERO).await;
         let client = stack::client(&emu, 1).await;
@@ -265,6 +282,9 @@ async fn run() {
     // 8. CPU per message of the client process alone, the emulator in its own process.
     let client = client_cpu::measure(n, ROUNDS).await;
 
+    // 9. The relay against `send`, and relay scaling.
+    let relays = relay::measure(n, a.ack_delay).await;
+
     // 5. Peak RSS of `gcm-ccs send` on growing inputs.
     let mem = if a.no_memory {
         None
@@ -293,6 +313,7 @@ async fn run() {
         "memory": mem.as_ref().map(memory::Figure::json),
         "webpush": wp.json(),
         "client_cpu": client.json(),
+        "relay": relays.json(),
     });
     if !a.json_only {
         eprintln!("raw TLS baseline      {raw:>10.0} msgs/s   CPU {raw_cpu:.2} µs/msg");
@@ -321,6 +342,7 @@ async fn run() {
         );
         wp.print();
         client.print();
+        relays.print();
         if let Some(mem) = &mem {
             mem.print();
         }

@@ -153,10 +153,13 @@ pub async fn run(args: RelayArgs) -> Result<u8, Failure> {
         eprintln!("quitting: entries without an outcome stay pending");
         std::process::exit(exit::INTERRUPTED.into());
     });
-    let report = relay.run(async move { stop.notified().await }).await?;
+    // On a worker thread of the runtime, next to the connections' tasks.
+    let report = tokio::spawn(relay.run(async move { stop.notified().await }))
+        .await
+        .map_err(|e| Failure::failed(format!("the relay task failed: {e}")))??;
     eprintln!(
-        "stopped: {} entries read, {} recorded, {} taken over by another consumer, {} left pending",
-        report.read, report.recorded, report.taken_over, report.left_pending
+        "stopped: {} entries read, {} recorded, {} found no longer pending (taken over, or recorded by an attempt whose reply was lost), {} left pending",
+        report.read, report.recorded, report.not_pending, report.left_pending
     );
     Ok(exit::OK)
 }

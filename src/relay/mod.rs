@@ -29,6 +29,7 @@ mod write;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -52,7 +53,7 @@ use crate::metrics::{self, Metrics};
 use crate::outgoing::{Outgoing, Sent};
 use crate::record::{Outcome, Record};
 use crate::sender::{Route, Sender};
-use crate::xmpp::Incoming;
+use crate::xmpp::{Incoming, PendingAck};
 
 /// A relay connected to Redis, ready to [`run`](Relay::run).
 pub struct Relay {
@@ -72,9 +73,10 @@ pub struct RelayReport {
     pub read: u64,
     /// Entries recorded and acked by this relay.
     pub recorded: u64,
-    /// Entries this relay sent but another consumer had taken over before it could record
-    /// them: that consumer records them.
-    pub taken_over: u64,
+    /// Entries this relay sent that were no longer pending on it when their outcome was
+    /// written: another consumer had taken them over (and records them), or an earlier
+    /// attempt of ours was applied although its reply was lost (a Redis restart or cut).
+    pub not_pending: u64,
     /// Entries still without an outcome at the stop, left pending for another consumer.
     pub left_pending: u64,
 }
@@ -84,7 +86,7 @@ pub struct RelayReport {
 struct Counts {
     read: AtomicU64,
     recorded: AtomicU64,
-    taken_over: AtomicU64,
+    not_pending: AtomicU64,
 }
 
 impl Relay {
@@ -192,16 +194,20 @@ impl Relay {
                         deadline = Some(Instant::now() + cfg.shutdown_timeout);
                         continue;
                     };
-                    for (entry, permit) in batch {
+                    for (entry_id, judged, permit) in batch {
                         counts.read.fetch_add(1, Relaxed);
-                        match take(&cfg, entry, &mut held) {
-                            Some(Ok((id, outgoing))) => {
-                                sending.push(send(sender.clone(), id, outgoing, permit, refused.clone()));
+                        // A pending list read again returns entries already in flight.
+                        if !held.insert(entry_id.clone()) {
+                            continue;
+                        }
+                        match judged {
+                            Ok(outgoing) => {
+                                let flight = Flight::start(&sender, outgoing).await;
+                                sending.push(flight.finish(entry_id, permit, refused.clone()));
                             }
-                            Some(Err(dead)) => {
-                                let _ = write_tx.send((dead, permit));
+                            Err(dead) => {
+                                let _ = write_tx.send((*dead, permit));
                             }
-                            None => {}
                         }
                     }
                     metrics.set_in_flight(held.len());
@@ -246,7 +252,7 @@ impl Relay {
         Ok(RelayReport {
             read: counts.read.load(Relaxed),
             recorded: counts.recorded.load(Relaxed),
-            taken_over: counts.taken_over.load(Relaxed),
+            not_pending: counts.not_pending.load(Relaxed),
             left_pending,
         })
     }
@@ -268,16 +274,12 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// One entry read: admitted once (a pending list read again returns entries in flight),
-/// what to send, or the dead-letter write of a poison or invalid entry.
-fn take(
-    cfg: &RelayConfig,
-    entry: Entry,
-    held: &mut HashSet<String>,
-) -> Option<Result<(String, Outgoing), Written>> {
-    if !held.insert(entry.id.clone()) {
-        return None;
-    }
+/// What to do with one entry read: send it, or dead-letter it (poison or invalid). Decided
+/// in the reader's task, so the relay's loop only routes.
+type Judged = Result<Outgoing, Box<Written>>;
+
+/// Judges an entry: more deliveries than allowed, or nothing valid to send, makes it dead.
+fn judge(cfg: &RelayConfig, entry: Entry) -> Judged {
     let rejected = if entry.deliveries > u64::from(cfg.max_deliveries) {
         let why = format!(
             "delivered {} times: more than --max-deliveries {}",
@@ -289,7 +291,7 @@ fn take(
         }
     } else {
         match entry.parse(&cfg.stream) {
-            Ok(outgoing) => return Some(Ok((entry.id, outgoing))),
+            Ok(outgoing) => return Ok(outgoing),
             Err(record) => *record,
         }
     };
@@ -298,7 +300,7 @@ fn take(
         rejected.code.as_deref().unwrap_or("INVALID"),
         rejected.description.as_deref().unwrap_or("")
     );
-    Some(Err(Written {
+    Err(Box::new(Written {
         entry_id: entry.id,
         dead: Some(Dead {
             reason,
@@ -309,49 +311,76 @@ fn take(
     }))
 }
 
-/// Sends one message; `None` when its end is not an outcome of the message (the key was
-/// refused, the sender closed): the entry then stays pending.
-async fn send(
-    sender: Sender,
-    entry_id: String,
-    outgoing: Outgoing,
-    permit: OwnedSemaphorePermit,
-    refused: Arc<AtomicBool>,
-) -> Option<(Written, OwnedSemaphorePermit)> {
-    let started = Instant::now();
-    let (id, to) = (outgoing.id().to_owned(), outgoing.target().to_owned());
-    let (result, attempts) = match (outgoing, sender.stream()) {
-        (Outgoing::Message(msg), Some(client)) if sender.route() == Route::Xmpp => {
-            match client.submit(msg).await {
-                Ok(pending) => {
-                    let done = pending.completion().await;
-                    (done.result.map(Sent::Ack), Some(done.attempts))
-                }
-                Err(e) => (Err(e), Some(0)),
+/// One message on its way. A CCS message is submitted from the relay's loop so that
+/// what waits for its outcome is small (a `PendingAck`); other transports' sends are boxed.
+struct Flight {
+    started: Instant,
+    id: String,
+    to: String,
+    way: Way,
+}
+
+enum Way {
+    Ccs(Result<PendingAck, SendError>),
+    Other(Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send>>),
+}
+
+impl Flight {
+    async fn start(sender: &Sender, outgoing: Outgoing) -> Flight {
+        let started = Instant::now();
+        let (id, to) = (outgoing.id().to_owned(), outgoing.target().to_owned());
+        let way = match (outgoing, sender.stream()) {
+            (Outgoing::Message(msg), Some(client)) if sender.route() == Route::Xmpp => {
+                Way::Ccs(client.submit(msg).await)
             }
+            (outgoing, _) => {
+                let sender = sender.clone();
+                Way::Other(Box::pin(async move { sender.deliver(outgoing).await }))
+            }
+        };
+        Flight {
+            started,
+            id,
+            to,
+            way,
         }
-        (outgoing, _) => (sender.deliver(outgoing).await, None),
-    };
-    match &result {
-        Err(SendError::Closed) => return None,
-        Err(
-            SendError::Unavailable(ConnectError::Auth { .. })
-            | SendError::Http(HttpError::Unauthorized(_)),
-        ) => {
-            refused.store(true, Relaxed);
-            return None;
-        }
-        _ => {}
     }
-    let record = Record::sent(id, to, result, attempts, started.elapsed());
-    Some((
-        Written {
+
+    /// Its record; `None` when its end is not an outcome of the message (the key was
+    /// refused, the sender closed): the entry then stays pending.
+    async fn finish(
+        self,
+        entry_id: String,
+        permit: OwnedSemaphorePermit,
+        refused: Arc<AtomicBool>,
+    ) -> Option<(Written, OwnedSemaphorePermit)> {
+        let (result, attempts) = match self.way {
+            Way::Ccs(Ok(pending)) => {
+                let done = pending.completion().await;
+                (done.result.map(Sent::Ack), Some(done.attempts))
+            }
+            Way::Ccs(Err(e)) => (Err(e), Some(0)),
+            Way::Other(sending) => (sending.await, None),
+        };
+        match &result {
+            Err(SendError::Closed) => return None,
+            Err(
+                SendError::Unavailable(ConnectError::Auth { .. })
+                | SendError::Http(HttpError::Unauthorized(_)),
+            ) => {
+                refused.store(true, Relaxed);
+                return None;
+            }
+            _ => {}
+        }
+        let record = Record::sent(self.id, self.to, result, attempts, self.started.elapsed());
+        let written = Written {
             entry_id,
             record,
             dead: None,
-        },
-        permit,
-    ))
+        };
+        Some((written, permit))
+    }
 }
 
 /// Refreshes the gauges every few seconds: queue lag and pending, connections.

@@ -10,8 +10,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::Judged;
 use super::config::RelayConfig;
-use super::entry::Entry;
 use super::store::{Reads, Store, with_counts};
 
 /// Most entries asked for in one read.
@@ -35,7 +35,7 @@ pub(super) async fn run(
     mut store: Store,
     cfg: Arc<RelayConfig>,
     permits: Arc<Semaphore>,
-    tx: mpsc::Sender<Vec<(Entry, OwnedSemaphorePermit)>>,
+    tx: mpsc::Sender<Vec<(String, Judged, OwnedSemaphorePermit)>>,
 ) {
     let mut source = Source::Own("0-0".into());
     let mut next_claim = Instant::now();
@@ -87,7 +87,11 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let batch: Vec<_> = entries.into_iter().zip(room).collect();
+        let batch: Vec<_> = entries
+            .into_iter()
+            .zip(room)
+            .map(|(entry, permit)| (entry.id.clone(), super::judge(&cfg, entry), permit))
+            .collect();
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return;
         }

@@ -1,7 +1,7 @@
 //! The Redis commands of a relay (see `spec/relay.md`), on two connections: one for blocking
 //! reads, one for everything else, so a blocked read never holds up a record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -197,27 +197,26 @@ impl Store {
         Ok((reply.next_stream_id, reply.claimed))
     }
 
-    /// Our own pending entries among `ids`, with their delivery counts.
+    /// Our own pending entries among `ids`, with their delivery counts: one `XPENDING` per
+    /// id, pipelined (a range would return every entry in flight between them).
     pub async fn own_pending(&mut self, ids: &[&str]) -> RedisResult<HashMap<String, u64>> {
-        let Some((first, last)) = id_range(ids) else {
+        if ids.is_empty() {
             return Ok(HashMap::new());
-        };
-        let reply: StreamPendingCountReply = self
-            .conn
-            .xpending_consumer_count(
-                &self.stream,
-                &self.group,
-                first,
-                last,
-                self.pel_limit,
-                &self.consumer,
-            )
-            .await?;
-        let wanted: HashSet<&str> = ids.iter().copied().collect();
-        Ok(reply
-            .ids
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(*id)
+                .arg(*id)
+                .arg(1)
+                .arg(&self.consumer);
+        }
+        let replies: Vec<StreamPendingCountReply> = pipe.query_async(&mut self.conn).await?;
+        Ok(replies
             .into_iter()
-            .filter(|p| wanted.contains(p.id.as_str()))
+            .flat_map(|r| r.ids)
             .map(|p| (p.id, p.times_delivered as u64))
             .collect())
     }
@@ -333,20 +332,6 @@ impl Store {
     }
 }
 
-/// The lowest and highest of stream entry ids, compared as ids (`<ms>-<seq>`).
-fn id_range<'a>(ids: &[&'a str]) -> Option<(&'a str, &'a str)> {
-    let key = |id: &str| {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (
-            ms.parse::<u64>().unwrap_or(0),
-            seq.parse::<u64>().unwrap_or(0),
-        )
-    };
-    let first = ids.iter().min_by_key(|id| key(id))?;
-    let last = ids.iter().max_by_key(|id| key(id))?;
-    Some((first, last))
-}
-
 /// The entries of a read with their delivery counts (1 for new ones; from `XPENDING` for
 /// entries read again from a pending list).
 pub(super) async fn with_counts(
@@ -363,18 +348,4 @@ pub(super) async fn with_counts(
         .iter()
         .map(|r| Entry::new(r, counts.get(&r.id).copied().unwrap_or(1)))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_compare_numerically() {
-        assert_eq!(
-            id_range(&["9-1", "10-0", "9-10", "10-2"]),
-            Some(("9-1", "10-2"))
-        );
-        assert_eq!(id_range(&[]), None);
-    }
 }

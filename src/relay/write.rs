@@ -45,7 +45,7 @@ pub(super) async fn run(
                 }
                 let ours = recorded.iter().filter(|&&r| r).count() as u64;
                 counts.recorded.fetch_add(ours, Relaxed);
-                counts.taken_over.fetch_add(written.len() as u64 - ours, Relaxed);
+                counts.not_pending.fetch_add(written.len() as u64 - ours, Relaxed);
                 let _ = done.send(written.into_iter().map(|w| w.entry_id).collect());
                 drop(permits);
             }
@@ -59,7 +59,7 @@ pub(super) async fn run(
 }
 
 /// Writes one batch, retrying with backoff until Redis takes it. Which entries were
-/// recorded by us (the others had been taken over by another consumer).
+/// recorded by this write (the others were no longer pending on this consumer).
 async fn write(store: &mut Store, batch: &[Written]) -> Vec<bool> {
     let mut delay = Duration::from_millis(50);
     loop {
