@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bin::{bin, output, text};
@@ -48,29 +49,58 @@ impl Scratch {
     }
 }
 
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::null())
+/// A child process, killed when dropped (a failing test leaves no relay behind), its
+/// stderr drained by a thread (a full pipe would block it).
+struct Proc {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+fn spawn(mut cmd: Command) -> Proc {
+    let mut child = cmd
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let pipe = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    Proc { child, stderr }
 }
 
-fn signal(child: &Child, sig: i32) {
+fn signal(proc: &Proc, sig: i32) {
     // SAFETY: kill(2) on a child we own and have not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    assert_eq!(unsafe { libc::kill(proc.child.id() as i32, sig) }, 0);
 }
 
-/// Waits (bounded) for `child` to exit; its code and stderr.
-async fn finish(mut child: Child, secs: u64) -> (Option<i32>, String) {
-    let stderr = child.stderr.take();
+/// Waits (bounded) for the process to exit; its code and stderr.
+async fn finish(mut proc: Proc, secs: u64) -> (Option<i32>, String) {
     bounded(secs, async {
         loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = stderr {
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.code(), err);
+            if let Some(status) = proc.child.try_wait().unwrap() {
+                // The drain thread sees the end of the pipe right after the exit.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return (status.code(), proc.stderr());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -138,7 +168,7 @@ async fn three_relays_one_killed_one_restarted_give_every_entry_exactly_one_reco
     let scratch = Scratch::new(&emu);
     let ids: HashSet<String> = produce(&mut conn, N, "t").into_iter().collect();
     let fast = ["--claim-after", "3", "--connections", "2"];
-    let mut relays: Vec<Child> = ["a", "b", "c"]
+    let mut relays: Vec<Proc> = ["a", "b", "c"]
         .iter()
         .map(|name| spawn(scratch.relay(&redis, &emu, name, &fast)))
         .collect();
@@ -369,21 +399,10 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
     let scratch = Scratch::new(&emu);
     produce(&mut conn, 40, "t");
     produce(&mut conn, 10, "gone-");
-    let mut relay = scratch
-        .relay(&redis, &emu, "m", &["--metrics-listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(relay.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("metrics on") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "metrics address on stderr"
-        );
-    }
+    let relay = spawn(scratch.relay(&redis, &emu, "m", &["--metrics-listen", "127.0.0.1:0"]));
+    until(30, || relay.stderr().contains("metrics on")).await;
+    let err = relay.stderr();
+    let line = err.lines().find(|l| l.contains("metrics on")).unwrap();
     let addr = line
         .trim()
         .trim_start_matches("metrics on http://")
@@ -414,6 +433,5 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
     emu.shutdown();
     until(30, || get(&addr, "/healthz").0 == 503).await;
     signal(&relay, libc::SIGTERM);
-    relay.stderr = Some(stderr.into_inner());
     assert_eq!(finish(relay, 30).await.0, Some(0));
 }
