@@ -323,3 +323,46 @@ async fn upstream_goes_to_the_inbox_before_it_is_acked_even_with_redis_slow() {
         serde_json::from_str(&inbox.ids[0].get::<String>("message").unwrap()).unwrap();
     assert!(message["data"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_taken_over_while_in_flight_is_left_to_its_new_owner() {
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let emu = emulator(script(vec![rule("slow-", Reply::Delay { ms: 2500 })])).await;
+    let stolen = xadd(&mut conn, &[("message", r#"{"to":"slow-1"}"#)]);
+    let kept = xadd(&mut conn, &[("message", r#"{"to":"fast-1"}"#)]);
+    let running = start(relay_config(&redis, "r5"), &emu).await;
+    until("sent", 30, || emu.stats().downstream >= 2).await;
+    // Another (live) consumer takes the slow one over while r5 waits for its ack, and
+    // keeps it fresh as a live relay does.
+    let thief = {
+        let (mut conn, stolen) = (redis.conn(), stolen.clone());
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..20 {
+                let _: redis::Value = redis::cmd("XCLAIM")
+                    .arg(&[STREAM, "gcm-ccs", "thief", "0", &stolen, "JUSTID"])
+                    .query(&mut conn)
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    until("the fast one recorded", 30, || {
+        len(&mut conn, "gcm:results") >= 1
+    })
+    .await;
+    thief.await.unwrap();
+    let report = running.stop().await;
+    let got = results(&mut conn);
+    assert!(got.contains_key(&kept));
+    assert!(
+        !got.contains_key(&stolen),
+        "recorded by the consumer that lost it: {:?}",
+        got.get(&stolen)
+    );
+    let thiefs: redis::streams::StreamPendingCountReply = conn
+        .xpending_consumer_count(STREAM, "gcm-ccs", "-", "+", 10, "thief")
+        .unwrap();
+    assert_eq!(thiefs.ids.len(), 1, "still pending on its new owner");
+    assert_eq!((report.recorded, report.not_pending), (1, 1));
+}

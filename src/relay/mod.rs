@@ -302,6 +302,7 @@ fn judge(cfg: &RelayConfig, entry: Entry) -> Judged {
     );
     Err(Box::new(Written {
         entry_id: entry.id,
+        read_at: Instant::now(),
         dead: Some(Dead {
             reason,
             message: entry.message,
@@ -376,6 +377,7 @@ impl Flight {
         let record = Record::sent(self.id, self.to, result, attempts, self.started.elapsed());
         let written = Written {
             entry_id,
+            read_at: self.started,
             record,
             dead: None,
         };

@@ -25,6 +25,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(super) struct Written {
     pub entry_id: String,
+    /// When it was read: an entry younger than half the claim threshold cannot have been
+    /// taken over, so its ownership need not be checked.
+    pub read_at: Instant,
     pub record: Record,
     /// Set for poison and invalid entries: their copy in the dead-letter stream.
     pub dead: Option<Dead>,
@@ -51,6 +54,8 @@ pub(super) struct Store {
     inbox: String,
     /// Most entries this consumer can have pending: what a `XPENDING` asks for.
     pel_limit: usize,
+    /// Entries read longer ago than this may have been claimed by another consumer.
+    trust_for: Duration,
 }
 
 /// The connection for blocking reads.
@@ -116,6 +121,7 @@ async fn try_open(cfg: &RelayConfig) -> RedisResult<(Store, Reads)> {
         dead: cfg.dead.clone(),
         inbox: cfg.inbox.clone(),
         pel_limit: cfg.capacity * 2 + 100,
+        trust_for: cfg.claim_after / 2,
     };
     store.create_group().await?;
     let reads = Reads {
@@ -223,14 +229,25 @@ impl Store {
 
     /// Records the outcomes and acks their entries in one `MULTI`/`EXEC`, for the entries
     /// still pending on this consumer (one another consumer took over is its to record).
-    /// Returns, for each, whether it was recorded.
-    pub async fn write(&mut self, batch: &[Written]) -> RedisResult<Vec<bool>> {
-        let ids: Vec<&str> = batch.iter().map(|w| w.entry_id.as_str()).collect();
-        let ours = self.own_pending(&ids).await?;
+    /// Ownership is checked (`XPENDING` per id) for entries read longer ago than half the
+    /// claim threshold — younger ones cannot have been claimed by a relay with the same
+    /// `--claim-after` — and for all of them when `doubt` (a retry after an error: the
+    /// earlier attempt may have been applied). Returns, for each, whether it was recorded.
+    pub async fn write(&mut self, batch: &[Written], doubt: bool) -> RedisResult<Vec<bool>> {
+        let check: Vec<&str> = batch
+            .iter()
+            .filter(|w| doubt || w.read_at.elapsed() >= self.trust_for)
+            .map(|w| w.entry_id.as_str())
+            .collect();
+        let pending = self.own_pending(&check).await?;
+        let checked: std::collections::HashSet<&str> = check.into_iter().collect();
+        let ours = |w: &Written| {
+            pending.contains_key(&w.entry_id) || !checked.contains(w.entry_id.as_str())
+        };
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut acked = Vec::with_capacity(batch.len());
-        for written in batch.iter().filter(|w| ours.contains_key(&w.entry_id)) {
+        for written in batch.iter().filter(|w| ours(w)) {
             let result = ResultRecord {
                 entry_id: &written.entry_id,
                 consumer: &self.consumer,
@@ -272,10 +289,7 @@ impl Store {
                 .ignore();
             pipe.query_async::<()>(&mut self.conn).await?;
         }
-        Ok(batch
-            .iter()
-            .map(|w| ours.contains_key(&w.entry_id))
-            .collect())
+        Ok(batch.iter().map(ours).collect())
     }
 
     /// Resets the idle time of every entry pending on this consumer (`XCLAIM … 0 … JUSTID`

@@ -62,8 +62,9 @@ pub(super) async fn run(
 /// recorded by this write (the others were no longer pending on this consumer).
 async fn write(store: &mut Store, batch: &[Written]) -> Vec<bool> {
     let mut delay = Duration::from_millis(50);
+    let mut doubt = false;
     loop {
-        match store.write(batch).await {
+        match store.write(batch, doubt).await {
             Ok(recorded) => {
                 let lost = recorded.iter().filter(|&&r| !r).count();
                 if lost > 0 {
@@ -78,6 +79,7 @@ async fn write(store: &mut Store, batch: &[Written]) -> Vec<bool> {
                 warn!(error = %e, count = batch.len(), "cannot record outcomes; holding them until Redis answers");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
+                doubt = true;
             }
         }
     }
