@@ -147,6 +147,16 @@ impl SendError {
         }
     }
 
+    /// Whether the server refused the server key (CCS authentication, HTTP 401): not an
+    /// outcome of this message — every other message would fail the same way.
+    pub fn is_auth_refused(&self) -> bool {
+        matches!(
+            self,
+            SendError::Unavailable(ConnectError::Auth { .. })
+                | SendError::Http(HttpError::Unauthorized(_))
+        )
+    }
+
     /// The NACK code, when the server rejected the message.
     pub fn nack_code(&self) -> Option<&NackCode> {
         match self {

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,6 @@ use common::bin::{bin, output, text};
 use common::*;
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
 use serde_json::{Map, Value, json};
-use tempfile::TempDir;
 
 /// An emulator serving the HTTP API too.
 async fn http_emulator(script: Script) -> Emulator {
@@ -23,22 +22,7 @@ async fn http_emulator(script: Script) -> Emulator {
     Emulator::start(cfg).await.expect("emulator starts")
 }
 
-/// A scratch directory with the emulator's CA in it.
-struct Scratch {
-    dir: TempDir,
-}
-
 impl Scratch {
-    fn new(emu: &Emulator) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// `gcm-ccs <sub>` pointed at `emu` with the right key in the environment.
     fn client(&self, sub: &str, emu: &Emulator) -> Command {
         let mut cmd = bin();

@@ -1,23 +1,22 @@
 //! The relay in-process against a real `redis-server` and the emulator: one record per
 //! entry, acked with it; invalid and poison entries dead-lettered; a dead consumer's entries
-//! taken over; a Redis restart survived; upstream into the inbox before its ack; metrics.
+//! taken over, or left to a live consumer that took it; a Redis restart survived; upstream
+//! into the inbox before its ack.
 #![cfg(feature = "relay")]
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
+
 use std::time::Duration;
 
-use common::redis_server::Redis;
+use common::redis_server::{OUTBOX as STREAM, Redis, pending, results, xlen as len};
 use common::*;
 use gcm_ccs::emulator::{Emulator, Reply, Script};
 use gcm_ccs::relay::{RedisTarget, Relay, RelayConfig, RelayReport};
 use gcm_ccs::{Incoming, Sender};
 use redis::Commands;
-use serde_json::Value;
 use tokio::sync::oneshot;
-
-const STREAM: &str = "gcm:outbox";
 
 fn relay_config(redis: &Redis, consumer: &str) -> RelayConfig {
     let mut cfg = RelayConfig::new(RedisTarget::new(&redis.url(), None).unwrap(), consumer);
@@ -63,41 +62,6 @@ fn xadd(conn: &mut redis::Connection, fields: &[(&str, &str)]) -> String {
     conn.xadd(STREAM, "*", fields).unwrap()
 }
 
-/// Every record of the results stream, by entry id (each must appear once).
-fn results(conn: &mut redis::Connection) -> HashMap<String, Value> {
-    let reply: redis::streams::StreamRangeReply = conn.xrange_all("gcm:results").unwrap();
-    let mut by_entry = HashMap::new();
-    for id in reply.ids {
-        let json: String = id.get("result").unwrap();
-        let record: Value = serde_json::from_str(&json).unwrap();
-        let entry = record["entry_id"].as_str().unwrap().to_owned();
-        assert!(
-            by_entry.insert(entry.clone(), record).is_none(),
-            "{entry} recorded twice"
-        );
-    }
-    by_entry
-}
-
-fn pending(conn: &mut redis::Connection) -> usize {
-    let reply: redis::streams::StreamPendingReply = conn.xpending(STREAM, "gcm-ccs").unwrap();
-    reply.count()
-}
-
-fn len(conn: &mut redis::Connection, key: &str) -> usize {
-    conn.xlen(key).unwrap()
-}
-
-async fn until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    bounded(secs, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    let _ = what;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_entry_gets_exactly_one_record_and_is_acked_with_it() {
     let redis = Redis::start();
@@ -125,7 +89,7 @@ async fn every_entry_gets_exactly_one_record_and_is_acked_with_it() {
         want.insert(xadd(&mut conn, &[("message", &message)]), "acked");
     }
     let total = want.len();
-    until("all recorded", 60, || {
+    within(60, "all recorded", || {
         len(&mut conn, "gcm:results") >= total
     })
     .await;
@@ -193,7 +157,7 @@ async fn a_dead_consumers_entries_are_taken_over_and_poison_is_dead_lettered() {
             .unwrap();
     }
     let running = start(relay_config(&redis, "r2"), &emu).await;
-    until("both recorded", 30, || len(&mut conn, "gcm:results") >= 2).await;
+    within(30, "both recorded", || len(&mut conn, "gcm:results") >= 2).await;
     let report = running.stop().await;
 
     let got = results(&mut conn);
@@ -240,7 +204,7 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing() {
     let mut cfg = relay_config(&redis, "r3");
     cfg.capacity = 200;
     let running = start(cfg, &emu).await;
-    until("a third recorded", 60, || {
+    within(60, "a third recorded", || {
         len(&mut conn, "gcm:results") >= N / 3
     })
     .await;
@@ -249,7 +213,7 @@ async fn a_redis_restart_mid_run_loses_and_doubles_nothing() {
     assert!(before < N, "the restart came mid-run ({before} recorded)");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut conn = redis.conn();
-    until("all recorded after the restart", 90, || {
+    within(90, "all recorded after the restart", || {
         len(&mut conn, "gcm:results") >= N
     })
     .await;
@@ -294,12 +258,12 @@ async fn upstream_goes_to_the_inbox_before_it_is_acked_even_with_redis_slow() {
         emu.acked_by_client().is_empty(),
         "acked to CCS while Redis had not taken them"
     );
-    until("the burst in the inbox", 60, || {
+    within(60, "the burst in the inbox", || {
         len(&mut conn, "gcm:inbox") >= 400
     })
     .await;
     stall.join().unwrap();
-    until("acked to CCS", 30, || emu.acked_by_client().len() >= 400).await;
+    within(30, "acked to CCS", || emu.acked_by_client().len() >= 400).await;
     running.stop().await;
 
     let inbox: redis::streams::StreamRangeReply = conn.xrange_all("gcm:inbox").unwrap();
@@ -319,7 +283,7 @@ async fn upstream_goes_to_the_inbox_before_it_is_acked_even_with_redis_slow() {
     for (_, id) in &keys {
         assert!(acked.contains(id), "{id} in the inbox and acked");
     }
-    let message: Value =
+    let message: serde_json::Value =
         serde_json::from_str(&inbox.ids[0].get::<String>("message").unwrap()).unwrap();
     assert!(message["data"].is_object());
 }
@@ -332,7 +296,7 @@ async fn an_entry_taken_over_while_in_flight_is_left_to_its_new_owner() {
     let stolen = xadd(&mut conn, &[("message", r#"{"to":"slow-1"}"#)]);
     let kept = xadd(&mut conn, &[("message", r#"{"to":"fast-1"}"#)]);
     let running = start(relay_config(&redis, "r5"), &emu).await;
-    until("sent", 30, || emu.stats().downstream >= 2).await;
+    within(30, "sent", || emu.stats().downstream >= 2).await;
     // Another (live) consumer takes the slow one over while r5 waits for its ack, and
     // keeps it fresh as a live relay does.
     let thief = {
@@ -347,7 +311,7 @@ async fn an_entry_taken_over_while_in_flight_is_left_to_its_new_owner() {
             }
         })
     };
-    until("the fast one recorded", 30, || {
+    within(30, "the fast one recorded", || {
         len(&mut conn, "gcm:results") >= 1
     })
     .await;

@@ -6,35 +6,17 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bin::{bin, output, text};
-use common::redis_server::Redis;
+use common::redis_server::{OUTBOX as STREAM, Redis, pending, results, xlen};
 use common::*;
 use gcm_ccs::emulator::{Emulator, Reply, Script};
 use redis::Commands;
-use serde_json::Value;
-
-const STREAM: &str = "gcm:outbox";
-
-struct Scratch {
-    dir: tempfile::TempDir,
-}
 
 impl Scratch {
-    fn new(emu: &Emulator) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// `gcm-ccs relay` for `redis` and `emu`, consumer `name`.
     fn relay(&self, redis: &Redis, emu: &Emulator, name: &str, extra: &[&str]) -> Command {
         let mut cmd = bin();
@@ -108,39 +90,6 @@ async fn finish(mut proc: Proc, secs: u64) -> (Option<i32>, String) {
     .await
 }
 
-fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
-    conn.xlen(key).unwrap_or(0)
-}
-
-fn pending(conn: &mut redis::Connection) -> usize {
-    let reply: redis::streams::StreamPendingReply = conn.xpending(STREAM, "gcm-ccs").unwrap();
-    reply.count()
-}
-
-/// Results by entry id; panics on an entry recorded twice.
-fn results(conn: &mut redis::Connection) -> HashMap<String, Value> {
-    let reply: redis::streams::StreamRangeReply = conn.xrange_all("gcm:results").unwrap();
-    let mut by_entry = HashMap::new();
-    for id in reply.ids {
-        let record: Value = serde_json::from_str(&id.get::<String>("result").unwrap()).unwrap();
-        let entry = record["entry_id"].as_str().unwrap().to_owned();
-        assert!(
-            by_entry.insert(entry.clone(), record).is_none(),
-            "{entry} recorded twice"
-        );
-    }
-    by_entry
-}
-
-async fn until(secs: u64, mut cond: impl FnMut() -> bool) {
-    bounded(secs, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
 /// Entries of `n` plain messages, pipelined.
 fn produce(conn: &mut redis::Connection, n: usize, prefix: &str) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
@@ -173,7 +122,10 @@ async fn three_relays_one_killed_one_restarted_give_every_entry_exactly_one_reco
         .map(|name| spawn(scratch.relay(&redis, &emu, name, &fast)))
         .collect();
 
-    until(120, || xlen(&mut conn, "gcm:results") >= N / 4).await;
+    within(120, "a quarter recorded", || {
+        xlen(&mut conn, "gcm:results") >= N / 4
+    })
+    .await;
     // "a" dies with messages in flight; its entries stay pending until claimed.
     signal(&relays[0], libc::SIGKILL);
     let (code, _) = finish(relays.remove(0), 10).await;
@@ -184,14 +136,17 @@ async fn three_relays_one_killed_one_restarted_give_every_entry_exactly_one_reco
             .unwrap();
         reply.ids.len()
     };
-    until(120, || xlen(&mut conn, "gcm:results") >= N / 2).await;
+    within(120, "half recorded", || {
+        xlen(&mut conn, "gcm:results") >= N / 2
+    })
+    .await;
     // "b" stops cleanly and comes back under the same name.
     signal(&relays[0], libc::SIGTERM);
     let (code, err) = finish(relays.remove(0), 30).await;
     assert_eq!(code, Some(0), "{err}");
     relays.push(spawn(scratch.relay(&redis, &emu, "b", &fast)));
 
-    until(240, || {
+    within(240, "every entry recorded and acked", || {
         xlen(&mut conn, "gcm:results") >= N && pending(&mut conn) == 0
     })
     .await;
@@ -237,7 +192,7 @@ async fn sigterm_finishes_what_is_in_flight_and_leaves_the_rest_pending() {
     let scratch = Scratch::new(&emu);
     produce(&mut conn, 50, "slow-");
     let relay = spawn(scratch.relay(&redis, &emu, "r", &["--shutdown-timeout", "20"]));
-    until(30, || emu.stats().downstream >= 50).await;
+    within(30, "50 messages sent", || emu.stats().downstream >= 50).await;
     signal(&relay, libc::SIGTERM);
     let (code, err) = finish(relay, 30).await;
     assert_eq!(code, Some(0), "{err}");
@@ -251,7 +206,7 @@ async fn sigterm_finishes_what_is_in_flight_and_leaves_the_rest_pending() {
     // Messages that will not finish in time are left pending, never acked without a record.
     produce(&mut conn, 20, "mute-");
     let relay = spawn(scratch.relay(&redis, &emu, "r", &["--shutdown-timeout", "1"]));
-    until(30, || emu.stats().downstream >= 70).await;
+    within(30, "70 messages sent", || emu.stats().downstream >= 70).await;
     let stopped = Instant::now();
     signal(&relay, libc::SIGTERM);
     let (code, err) = finish(relay, 30).await;
@@ -304,13 +259,30 @@ async fn redis_credentials_and_reachability_fail_clearly_with_exit_2() {
     assert!(!err.contains("wrong-s3cret"), "{err}");
     assert!(err.contains("***"), "{err}");
 
+    // A server key CCS refuses: exit 3 before any entry is read.
+    let mut conn = redis.conn();
+    produce(&mut conn, 2, "t");
+    let mut bad_key = scratch.relay(&redis, &emu, "r", &[]);
+    bad_key
+        .env("REDIS_PASSWORD", "right-pass")
+        .env("GCM_API_KEY", "AIzaNotTheKey_s3cret");
+    let out = output(bad_key).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!err.contains("AIzaNotTheKey_s3cret"), "{err}");
+    assert_eq!(xlen(&mut conn, "gcm:results"), 0);
+    let groups: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(STREAM).unwrap();
+    assert!(
+        groups.groups.is_empty(),
+        "nothing read: not even the group exists yet"
+    );
+
     // The right password from the environment works.
     let mut right = scratch.relay(&redis, &emu, "r", &[]);
     right.env("REDIS_PASSWORD", "right-pass");
     let relay = spawn(right);
-    let mut conn = redis.conn();
     produce(&mut conn, 3, "t");
-    until(30, || xlen(&mut conn, "gcm:results") >= 3).await;
+    within(30, "5 recorded", || xlen(&mut conn, "gcm:results") >= 5).await;
     signal(&relay, libc::SIGTERM);
     assert_eq!(finish(relay, 30).await.0, Some(0));
 }
@@ -400,7 +372,10 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
     produce(&mut conn, 40, "t");
     produce(&mut conn, 10, "gone-");
     let relay = spawn(scratch.relay(&redis, &emu, "m", &["--metrics-listen", "127.0.0.1:0"]));
-    until(30, || relay.stderr().contains("metrics on")).await;
+    within(30, "the metrics address on stderr", || {
+        relay.stderr().contains("metrics on")
+    })
+    .await;
     let err = relay.stderr();
     let line = err.lines().find(|l| l.contains("metrics on")).unwrap();
     let addr = line
@@ -408,7 +383,7 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
         .trim_start_matches("metrics on http://")
         .trim_end_matches("/metrics")
         .to_owned();
-    until(30, || xlen(&mut conn, "gcm:results") >= 50).await;
+    within(30, "50 recorded", || xlen(&mut conn, "gcm:results") >= 50).await;
     // Gauges refresh every 2 s.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, body) = get(&addr, "/metrics");
@@ -431,7 +406,10 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
 
     // No connection up: unhealthy.
     emu.shutdown();
-    until(30, || get(&addr, "/healthz").0 == 503).await;
+    within(30, "/healthz answering 503", || {
+        get(&addr, "/healthz").0 == 503
+    })
+    .await;
     signal(&relay, libc::SIGTERM);
     assert_eq!(finish(relay, 30).await.0, Some(0));
 }

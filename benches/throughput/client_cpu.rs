@@ -358,12 +358,7 @@ async fn library(addr: SocketAddr, ca: &str, n: usize) -> Phase {
 }
 
 async fn floor(addr: SocketAddr, ca: &str, n: usize) -> Phase {
-    let texts = stack::payloads();
-    let stanzas: Vec<Vec<u8>> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| stack::raw_stanza(i, t))
-        .collect();
+    let stanzas = stack::raw_stanzas();
     let mut stream = baseline::connect(ca, addr).await;
     negotiate(&mut stream).await;
     let raw = baseline::Raw::over(stream);

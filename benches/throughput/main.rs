@@ -165,11 +165,7 @@ fn main() {
 async fn run() {
     let a = args();
     let texts = stack::payloads();
-    let stanzas: Vec<Vec<u8>> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| stack::raw_stanza(i, t))
-        .collect();
+    let stanzas = stack::raw_stanzas();
     let n = a.messages;
     if a.memory_only {
         let mem = memory::measure(&a.memory_lines).await;

@@ -25,9 +25,18 @@ pub fn payloads() -> Vec<String> {
         .collect()
 }
 
+/// One pre-serialized stanza per payload of [`payloads`], for the raw-TLS clients.
+pub fn raw_stanzas() -> Vec<Vec<u8>> {
+    payloads()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| raw_stanza(i, t))
+        .collect()
+}
+
 /// The stanza our client writes for message `i`, for the raw baseline (the payloads hold
 /// no XML specials, so the JSON needs no escaping).
-pub fn raw_stanza(i: usize, text: &str) -> Vec<u8> {
+fn raw_stanza(i: usize, text: &str) -> Vec<u8> {
     let msg = message(i, text);
     let json = msg.to_json();
     assert!(

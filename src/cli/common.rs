@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gcm_ccs::{
-    Config, ConnectError, Credentials, Endpoint, HttpConfig, HttpError, SendError, Trust,
-};
+use gcm_ccs::{Config, ConnectError, Credentials, Endpoint, HttpConfig, HttpError, Trust};
 use serde_json::{Map, Value};
 
 use super::exit;
@@ -50,16 +48,6 @@ impl From<HttpError> for Failure {
             message: e.to_string(),
         }
     }
-}
-
-/// True when a message failed because the server refused the key: every other message
-/// would fail the same way.
-pub fn is_auth_failure(e: &SendError) -> bool {
-    matches!(
-        e,
-        SendError::Http(HttpError::Unauthorized(_))
-            | SendError::Unavailable(ConnectError::Auth { .. })
-    )
 }
 
 impl From<ConnectError> for Failure {

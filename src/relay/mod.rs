@@ -47,8 +47,7 @@ pub use self::producer::Producer;
 
 use self::entry::Entry;
 use self::store::{Dead, Store, Written};
-use crate::error::{ConnectError, SendError};
-use crate::http::HttpError;
+use crate::error::SendError;
 use crate::metrics::{self, Metrics};
 use crate::outgoing::{Outgoing, Sent};
 use crate::record::{Outcome, Record};
@@ -365,10 +364,7 @@ impl Flight {
         };
         match &result {
             Err(SendError::Closed) => return None,
-            Err(
-                SendError::Unavailable(ConnectError::Auth { .. })
-                | SendError::Http(HttpError::Unauthorized(_)),
-            ) => {
+            Err(e) if e.is_auth_refused() => {
                 refused.store(true, Relaxed);
                 return None;
             }

@@ -69,10 +69,11 @@ pub(super) struct Reads {
 /// Connects both connections and makes sure the group exists, retrying within the start-up
 /// budget; refused credentials end it at once.
 pub(super) async fn open(cfg: &RelayConfig) -> Result<(Store, Reads), RelayError> {
+    let client = cfg.redis.client()?;
     let deadline = Instant::now() + cfg.start_budget;
     let mut delay = Duration::from_millis(100);
     loop {
-        match try_open(cfg).await {
+        match try_open(cfg, &client).await {
             Ok(opened) => return Ok(opened),
             Err(e) if is_auth(&e) => {
                 return Err(RelayError::Auth {
@@ -95,10 +96,7 @@ pub(super) async fn open(cfg: &RelayConfig) -> Result<(Store, Reads), RelayError
     }
 }
 
-async fn try_open(cfg: &RelayConfig) -> RedisResult<(Store, Reads)> {
-    let client = cfg.redis.client().map_err(|e| {
-        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "URL", e.to_string()))
-    })?;
+async fn try_open(cfg: &RelayConfig, client: &redis::Client) -> RedisResult<(Store, Reads)> {
     let manager = |response: Duration| {
         ConnectionManagerConfig::new()
             .set_response_timeout(Some(response))
@@ -110,7 +108,7 @@ async fn try_open(cfg: &RelayConfig) -> RedisResult<(Store, Reads)> {
         ConnectionManager::new_with_config(client.clone(), manager(RESPONSE_TIMEOUT)).await?;
     // Above the BLOCK time: redis-rs's default 500 ms would cut every blocking read.
     let reads = manager(cfg.block + RESPONSE_TIMEOUT);
-    let reads = ConnectionManager::new_with_config(client, reads).await?;
+    let reads = ConnectionManager::new_with_config(client.clone(), reads).await?;
     let mut store = Store {
         conn,
         stream: cfg.stream.clone(),

@@ -78,15 +78,37 @@ pub async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(Event) -> O
     .expect("event arrives in time")
 }
 
-/// Polls `cond` until true (bounded).
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
+/// Polls `cond` until true (bounded: 5 s).
+pub async fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    within(5, what, cond).await
+}
+
+/// Polls `cond` every 20 ms until true, for at most `secs` seconds.
+pub async fn within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..secs * 50 {
         if cond() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// A scratch directory with the emulator's CA in it (`ca.pem`).
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(emu: &Emulator) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), emu.ca_pem()).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
 }
 
 /// Runs `fut`, failing the test if it takes longer than `secs` seconds: nothing may hang.

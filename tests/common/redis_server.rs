@@ -1,9 +1,14 @@
 //! A real `redis-server` for a test: a temporary directory, no persistence, a Unix socket,
 //! killed on drop. A missing `redis-server` fails the test with the line that installs it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The relay's default outbox stream and group.
+pub const OUTBOX: &str = "gcm:outbox";
+pub const GROUP: &str = "gcm-ccs";
 
 pub const INSTALL: &str = "apt-get update -q && apt-get install -y -q redis-server";
 
@@ -128,4 +133,33 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Entries in stream `key` (0 when it does not exist).
+pub fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
+    redis::Commands::xlen(conn, key).unwrap()
+}
+
+/// Entries of the outbox read and not yet acked.
+pub fn pending(conn: &mut redis::Connection) -> usize {
+    let reply: redis::streams::StreamPendingReply =
+        redis::Commands::xpending(conn, OUTBOX, GROUP).unwrap();
+    reply.count()
+}
+
+/// Every record of `gcm:results`, by entry id; panics on an entry recorded twice.
+pub fn results(conn: &mut redis::Connection) -> HashMap<String, serde_json::Value> {
+    let reply: redis::streams::StreamRangeReply =
+        redis::Commands::xrange_all(conn, "gcm:results").unwrap();
+    let mut by_entry = HashMap::new();
+    for id in reply.ids {
+        let json: String = id.get("result").unwrap();
+        let record: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let entry = record["entry_id"].as_str().unwrap().to_owned();
+        assert!(
+            by_entry.insert(entry.clone(), record).is_none(),
+            "{entry} recorded twice"
+        );
+    }
+    by_entry
 }

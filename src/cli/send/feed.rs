@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::input::Lines;
 use super::progress::Progress;
 use super::record::Done;
-use crate::cli::common::{Failure, is_auth_failure};
+use crate::cli::common::Failure;
 
 /// Messages waiting for an HTTP request slot, beyond those in flight.
 const HTTP_QUEUE: usize = 1024;
@@ -152,7 +152,7 @@ struct Outcome {
 impl Outcome {
     async fn write(self, result: Result<Ack, SendError>, attempts: Option<u32>) {
         if let Err(e) = &result
-            && is_auth_failure(e)
+            && e.is_auth_refused()
         {
             // Not an outcome of the message: it is sent again by --resume.
             self.progress.refused();
