@@ -61,7 +61,7 @@ pub use message::{Message, MessageBuilder, Notification, Priority, Target, Valid
 pub use outgoing::WebPush;
 pub use outgoing::{Outgoing, Sent};
 pub use record::{Outcome, Record};
-pub use sender::{Route, Sender, SenderBuilder};
+pub use sender::{Finished, InFlight, Route, Sender, SenderBuilder};
 pub use wire::{Limits, WireError};
 pub use xmpp::config::{GCM_DOMAIN, MAX_CONNECTIONS, MAX_WINDOW};
 pub use xmpp::{

@@ -4,6 +4,7 @@
 //! subscriptions over Web Push.
 
 use std::fmt;
+use std::pin::Pin;
 
 use crate::error::{ConnectError, SendError};
 use crate::http::{HttpConfig, HttpSender};
@@ -12,7 +13,7 @@ use crate::message::Message;
 use crate::outgoing::{Outgoing, Sent};
 #[cfg(feature = "webpush")]
 use crate::webpush::{Accepted, Push, Subscription, WebPushConfig, WebPushSender};
-use crate::xmpp::{Client, Config, Incoming};
+use crate::xmpp::{Client, Config, Incoming, PendingAck};
 
 /// How a [`Sender`] routes messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,9 +210,35 @@ impl Sender {
         }
     }
 
+    /// Hands one message over and returns once it is on its way: queued on the stream
+    /// (waiting while the queue is full), or started over HTTP or Web Push. Its outcome comes
+    /// from [`InFlight::finish`]. Cancelled before it returns, nothing was queued. What the
+    /// returned value holds while it waits is small: for the stream, only the pending ack.
+    pub async fn start(&self, outgoing: Outgoing) -> InFlight {
+        match (outgoing, &self.stream, &self.http) {
+            (Outgoing::Message(msg), Some(stream), None) => {
+                InFlight(Way::Stream(stream.submit(msg).await))
+            }
+            (outgoing, _, _) => {
+                let sender = self.clone();
+                InFlight(Way::Other(Box::pin(async move {
+                    sender.deliver(outgoing).await
+                })))
+            }
+        }
+    }
+
     /// Whether CCS messages have a transport (a sender for Web Push alone has none).
     pub fn sends_ccs(&self) -> bool {
         self.stream.is_some() || self.http.is_some()
+    }
+
+    /// Whether pushes to browser subscriptions have a transport.
+    pub fn sends_webpush(&self) -> bool {
+        #[cfg(feature = "webpush")]
+        return self.webpush.is_some();
+        #[cfg(not(feature = "webpush"))]
+        false
     }
 
     /// Closes the stream client (if any) gracefully.
@@ -227,4 +254,57 @@ fn no_transport(what: &str) -> SendError {
     SendError::Unavailable(ConnectError::Config(format!(
         "this sender has no transport for {what}"
     )))
+}
+
+/// A message handed over by [`Sender::start`], on its way to its outcome.
+#[must_use = "an InFlight does nothing unless finished; dropping it does not cancel a stream send"]
+pub struct InFlight(Way);
+
+enum Way {
+    /// Queued on the stream (or refused at the queue).
+    Stream(Result<PendingAck, SendError>),
+    /// Over HTTP, Web Push, or the stream with HTTP as its fallback.
+    Other(Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send>>),
+}
+
+/// How a message handed over by [`Sender::start`] ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// What the transport accepted, or why not.
+    pub result: Result<Sent, SendError>,
+    /// Times the stream wrote it to a connection (`None` over HTTP, which retries inside,
+    /// and for Web Push, whose acceptance counts its own requests).
+    pub attempts: Option<u32>,
+}
+
+impl InFlight {
+    /// Waits for the outcome.
+    pub async fn finish(self) -> Finished {
+        match self.0 {
+            Way::Stream(Ok(pending)) => {
+                let done = pending.completion().await;
+                Finished {
+                    result: done.result.map(Sent::Ack),
+                    attempts: Some(done.attempts),
+                }
+            }
+            Way::Stream(Err(e)) => Finished {
+                result: Err(e),
+                attempts: Some(0),
+            },
+            Way::Other(sending) => Finished {
+                result: sending.await,
+                attempts: None,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Way::Stream(pending) => f.debug_tuple("InFlight").field(pending).finish(),
+            Way::Other(_) => f.write_str("InFlight(..)"),
+        }
+    }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use common::bin::{bin, output, text};
 use common::redis_server::{OUTBOX as STREAM, Redis, pending, results, xlen};
 use common::*;
-use gcm_ccs::emulator::{Emulator, Reply, Script};
+use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script};
+use gcm_ccs::webpush::VapidKey;
 use redis::Commands;
 
 impl Scratch {
@@ -219,6 +220,102 @@ async fn sigterm_finishes_what_is_in_flight_and_leaves_the_rest_pending() {
     );
     assert_eq!(pending(&mut conn), 20, "left pending for another consumer");
     assert!(err.contains("20 left pending"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_web_push_entries_and_what_a_relay_cannot_send_is_dead_lettered() {
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let mut cfg = EmulatorConfig::new(SENDER, KEY);
+    cfg.http_listen = Some(([127, 0, 0, 1], 0).into());
+    cfg.webpush_listen = Some(([127, 0, 0, 1], 0).into());
+    let emu = Emulator::start(cfg).await.unwrap();
+    let scratch = Scratch::new(&emu);
+    let key = VapidKey::generate();
+    std::fs::write(scratch.path("vapid.pem"), key.to_pkcs8_pem()).unwrap();
+    let vapid_key = scratch.path("vapid.pem");
+    let vapid = [
+        "--vapid-key",
+        vapid_key.to_str().unwrap(),
+        "--subject",
+        "mailto:ops@example.com",
+    ];
+    let push_entry = |conn: &mut redis::Connection, text: &str| -> String {
+        let sub = emu.webpush_subscribe("", Some(key.public_key())).unwrap();
+        let sub: serde_json::Value = serde_json::from_str(&sub.to_json()).unwrap();
+        let line = serde_json::json!({"subscription": sub, "payload": text, "ttl": 60});
+        conn.xadd(STREAM, "*", &[("message", line.to_string())])
+            .unwrap()
+    };
+
+    // CCS messages over the HTTP API and pushes over Web Push, from one stream.
+    let http_url = emu.http_url().unwrap();
+    let mut args = vec!["--via", "http", "--http-url", &http_url];
+    args.extend(vapid);
+    let relay = spawn(scratch.relay(&redis, &emu, "both", &args));
+    let ccs: HashSet<String> = produce(&mut conn, 10, "tok-").into_iter().collect();
+    let pushes: HashSet<String> = (0..10)
+        .map(|i| push_entry(&mut conn, &format!("p{i}")))
+        .collect();
+    within(30, "20 recorded", || xlen(&mut conn, "gcm:results") >= 20).await;
+    signal(&relay, libc::SIGTERM);
+    let (code, err) = finish(relay, 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    let got = results(&mut conn);
+    for id in ccs.iter().chain(&pushes) {
+        assert_eq!(got[id]["outcome"], "acked", "{}", got[id]);
+    }
+    for id in &ccs {
+        assert!(got[id]["attempts"].is_null(), "over HTTP: {}", got[id]);
+    }
+    for id in &pushes {
+        assert!(
+            got[id]["to"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://127.0.0.1:")
+        );
+    }
+    assert_eq!(emu.webpush_received().len(), 10);
+    assert_eq!(emu.stats().connections_accepted, 0, "no XMPP connection");
+
+    // A relay without Web Push dead-letters a push; one with Web Push alone (no CCS
+    // options, no key) dead-letters a CCS message: acked with a record, never lost.
+    let gone_push = push_entry(&mut conn, "nowhere");
+    let relay = spawn(scratch.relay(&redis, &emu, "ccs-only", &[]));
+    within(30, "recorded", || xlen(&mut conn, "gcm:results") >= 21).await;
+    signal(&relay, libc::SIGTERM);
+    assert_eq!(finish(relay, 30).await.0, Some(0));
+    let mut webpush_only = bin();
+    webpush_only
+        .args([
+            "relay",
+            "--redis",
+            &redis.url(),
+            "--consumer",
+            "webpush-only",
+        ])
+        .args(vapid)
+        .env_remove("GCM_API_KEY");
+    let relay = spawn(webpush_only);
+    let gone_ccs = produce(&mut conn, 1, "nowhere-").remove(0);
+    within(30, "recorded", || xlen(&mut conn, "gcm:results") >= 22).await;
+    signal(&relay, libc::SIGTERM);
+    let (code, err) = finish(relay, 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("CCS entries are dead-lettered"), "{err}");
+    let got = results(&mut conn);
+    for (id, consumer) in [(&gone_push, "ccs-only"), (&gone_ccs, "webpush-only")] {
+        let record = &got[id];
+        assert_eq!(
+            (&record["outcome"], &record["code"], &record["consumer"]),
+            (&"failed".into(), &"NO_TRANSPORT".into(), &consumer.into()),
+            "{record}"
+        );
+    }
+    assert_eq!(xlen(&mut conn, "gcm:dead"), 2);
+    assert_eq!(pending(&mut conn), 0);
+    assert_eq!(emu.webpush_received().len(), 10, "nothing more pushed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

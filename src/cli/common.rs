@@ -75,10 +75,10 @@ impl From<ConnectError> for Failure {
 #[derive(Debug, clap::Args)]
 pub struct AuthArgs {
     /// Read the server key from FILE instead of the GCM_API_KEY environment variable.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "GCM_CCS_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
     /// Also trust the CA certificate(s) in this PEM file (e.g. the one `gcm-ccs emulate` writes).
-    #[arg(long, value_name = "PEM")]
+    #[arg(long, value_name = "PEM", env = "GCM_CCS_CA_FILE")]
     ca_file: Option<PathBuf>,
 }
 
@@ -102,7 +102,7 @@ impl AuthArgs {
     }
 
     /// The default roots plus `--ca-file`.
-    fn trust(&self) -> Result<Trust, Failure> {
+    pub fn trust(&self) -> Result<Trust, Failure> {
         trust(self.ca_file.as_deref())
     }
 
@@ -121,24 +121,25 @@ impl AuthArgs {
 #[derive(Debug, clap::Args)]
 pub struct XmppArgs {
     /// Sender id: the numeric project number (needed for XMPP).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = "GCM_CCS_SENDER_ID")]
     sender_id: Option<String>,
     /// CCS endpoint [default: fcm-xmpp.googleapis.com:5235].
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_endpoint, env = "GCM_CCS_ENDPOINT")]
     endpoint: Option<Endpoint>,
     /// Use the test endpoint, fcm-xmpp.googleapis.com:5236.
-    #[arg(long, conflicts_with = "endpoint")]
+    #[arg(long, conflicts_with = "endpoint", env = "GCM_CCS_TEST_ENDPOINT")]
     test_endpoint: bool,
     /// TLS name to verify [default: the endpoint host].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "GCM_CCS_SERVER_NAME")]
     server_name: Option<String>,
     /// Limit for the TCP connect plus TLS handshake, and for each XMPP negotiation step.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = "GCM_CCS_CONNECT_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..))]
     connect_timeout: u64,
     /// How long the first connection is retried after failures that may pass (refused, reset,
     /// timed out, not TLS, protocol errors); a refused key or certificate ends the run at once
     /// [default: 30].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", env = "GCM_CCS_START_BUDGET")]
     start_budget: Option<u64>,
     #[command(flatten)]
     pub auth: AuthArgs,

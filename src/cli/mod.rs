@@ -8,6 +8,7 @@ mod http;
 mod redis_args;
 mod relay;
 mod send;
+mod sender_args;
 mod stream;
 mod summary;
 mod vapid;

@@ -8,9 +8,10 @@ use gcm_ccs::Sender;
 use gcm_ccs::relay::{Relay, RelayConfig};
 use tokio::sync::Notify;
 
-use super::common::{Failure, Interrupts, XmppArgs};
+use super::common::{Failure, Interrupts};
 use super::exit;
 use super::redis_args::RedisArgs;
+use super::sender_args::{SenderArgs, webpush_capacity};
 
 /// Send the messages producers put on a Redis stream, as one consumer of its group.
 #[derive(Debug, clap::Args)]
@@ -89,11 +90,7 @@ pub struct RelayArgs {
     #[arg(long, value_name = "ADDR", env = "GCM_CCS_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
-    xmpp: XmppArgs,
-    /// Connections in the pool (1..=1000).
-    #[arg(long, default_value_t = 1, env = "GCM_CCS_CONNECTIONS",
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
-    connections: u16,
+    sending: SenderArgs,
 }
 
 const AFTER_HELP: &str = "\
@@ -132,12 +129,33 @@ pub async fn run(args: RelayArgs) -> Result<u8, Failure> {
     cfg.max_deliveries = args.max_deliveries;
     cfg.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     cfg.start_budget = Duration::from_secs(args.redis_start_budget);
-    let mut xmpp = args.xmpp.config()?;
-    xmpp.connections = usize::from(args.connections);
-    cfg.capacity = xmpp.queue_capacity + xmpp.window * xmpp.connections;
+    let webpush = args.sending.webpush()?;
+    // A relay for Web Push alone needs no CCS options.
+    let ccs = match args.sending.ccs() {
+        Ok(plan) => Some(plan),
+        Err(f) if webpush.is_none() => return Err(f),
+        Err(f) => {
+            eprintln!(
+                "note: Web Push only ({}): CCS entries are dead-lettered",
+                f.message
+            );
+            None
+        }
+    };
+    cfg.capacity = ccs
+        .as_ref()
+        .map_or(0, |p| p.capacity())
+        .max(webpush.as_ref().map_or(0, webpush_capacity));
     cfg.validate()?;
     let mut interrupts = Interrupts::new()?;
-    let (sender, incoming) = Sender::builder().xmpp(xmpp).build().await?;
+    let mut builder = Sender::builder();
+    if let Some(plan) = ccs {
+        builder = plan.add_to(builder);
+    }
+    if let Some(webpush) = webpush {
+        builder = builder.webpush(webpush);
+    }
+    let (sender, incoming) = builder.build().await?;
     let relay = Relay::start(cfg, sender, incoming, args.metrics_listen).await?;
     if let Some(addr) = relay.metrics_addr() {
         eprintln!("metrics on http://{addr}/metrics");

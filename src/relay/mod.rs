@@ -29,7 +29,6 @@ mod write;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -49,10 +48,10 @@ use self::entry::Entry;
 use self::store::{Dead, Store, Written};
 use crate::error::SendError;
 use crate::metrics::{self, Metrics};
-use crate::outgoing::{Outgoing, Sent};
+use crate::outgoing::Outgoing;
 use crate::record::{Outcome, Record};
-use crate::sender::{Route, Sender};
-use crate::xmpp::{Incoming, PendingAck};
+use crate::sender::{Finished, InFlight, Sender};
+use crate::xmpp::Incoming;
 
 /// A relay connected to Redis, ready to [`run`](Relay::run).
 pub struct Relay {
@@ -147,6 +146,7 @@ impl Relay {
             reads,
             store.clone(),
             cfg.clone(),
+            Sends::of(&sender),
             permits.clone(),
             entries_tx,
         )));
@@ -278,7 +278,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 type Judged = Result<Outgoing, Box<Written>>;
 
 /// Judges an entry: more deliveries than allowed, or nothing valid to send, makes it dead.
-fn judge(cfg: &RelayConfig, entry: Entry) -> Judged {
+fn judge(cfg: &RelayConfig, sends: Sends, entry: Entry) -> Judged {
     let rejected = if entry.deliveries > u64::from(cfg.max_deliveries) {
         let why = format!(
             "delivered {} times: more than --max-deliveries {}",
@@ -290,7 +290,18 @@ fn judge(cfg: &RelayConfig, entry: Entry) -> Judged {
         }
     } else {
         match entry.parse(&cfg.stream) {
-            Ok(outgoing) => return Ok(outgoing),
+            Ok(outgoing) => match sends.lacks(&outgoing) {
+                None => return Ok(outgoing),
+                Some(what) => Record {
+                    outcome: Outcome::Failed,
+                    ..Record::invalid(
+                        "NO_TRANSPORT",
+                        format!("this relay has no transport for {what}"),
+                        Some(outgoing.id().to_owned()),
+                        Some(outgoing.target().to_owned()),
+                    )
+                },
+            },
             Err(record) => *record,
         }
     };
@@ -311,38 +322,55 @@ fn judge(cfg: &RelayConfig, entry: Entry) -> Judged {
     }))
 }
 
+/// Which kinds of message the relay's sender has a transport for.
+#[derive(Debug, Clone, Copy)]
+struct Sends {
+    ccs: bool,
+    webpush: bool,
+}
+
+impl Sends {
+    fn of(sender: &Sender) -> Sends {
+        Sends {
+            ccs: sender.sends_ccs(),
+            webpush: sender.sends_webpush(),
+        }
+    }
+
+    /// What is missing to send `outgoing`, if anything: such an entry is dead-lettered
+    /// (and can be put back once a relay has the transport) rather than failed and lost.
+    fn lacks(self, outgoing: &Outgoing) -> Option<&'static str> {
+        match outgoing {
+            Outgoing::Message(_) if !self.ccs => {
+                Some("CCS messages (start it with the XMPP or HTTP options)")
+            }
+            #[cfg(feature = "webpush")]
+            Outgoing::WebPush(_) if !self.webpush => {
+                Some("Web Push (start it with --vapid-key and --subject)")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One message on its way. A CCS message is submitted from the relay's loop so that
 /// what waits for its outcome is small (a `PendingAck`); other transports' sends are boxed.
 struct Flight {
     started: Instant,
     id: String,
     to: String,
-    way: Way,
-}
-
-enum Way {
-    Ccs(Result<PendingAck, SendError>),
-    Other(Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send>>),
+    sending: InFlight,
 }
 
 impl Flight {
     async fn start(sender: &Sender, outgoing: Outgoing) -> Flight {
         let started = Instant::now();
         let (id, to) = (outgoing.id().to_owned(), outgoing.target().to_owned());
-        let way = match (outgoing, sender.stream()) {
-            (Outgoing::Message(msg), Some(client)) if sender.route() == Route::Xmpp => {
-                Way::Ccs(client.submit(msg).await)
-            }
-            (outgoing, _) => {
-                let sender = sender.clone();
-                Way::Other(Box::pin(async move { sender.deliver(outgoing).await }))
-            }
-        };
         Flight {
             started,
             id,
             to,
-            way,
+            sending: sender.start(outgoing).await,
         }
     }
 
@@ -354,14 +382,7 @@ impl Flight {
         permit: OwnedSemaphorePermit,
         refused: Arc<AtomicBool>,
     ) -> Option<(Written, OwnedSemaphorePermit)> {
-        let (result, attempts) = match self.way {
-            Way::Ccs(Ok(pending)) => {
-                let done = pending.completion().await;
-                (done.result.map(Sent::Ack), Some(done.attempts))
-            }
-            Way::Ccs(Err(e)) => (Err(e), Some(0)),
-            Way::Other(sending) => (sending.await, None),
-        };
+        let Finished { result, attempts } = self.sending.finish().await;
         match &result {
             Err(SendError::Closed) => return None,
             Err(e) if e.is_auth_refused() => {

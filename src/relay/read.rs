@@ -34,6 +34,7 @@ pub(super) async fn run(
     mut reads: Reads,
     mut store: Store,
     cfg: Arc<RelayConfig>,
+    sends: super::Sends,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Vec<(String, Judged, OwnedSemaphorePermit)>>,
 ) {
@@ -90,7 +91,7 @@ pub(super) async fn run(
         let batch: Vec<_> = entries
             .into_iter()
             .zip(room)
-            .map(|(entry, permit)| (entry.id.clone(), super::judge(&cfg, entry), permit))
+            .map(|(entry, permit)| (entry.id.clone(), super::judge(&cfg, sends, entry), permit))
             .collect();
         if !batch.is_empty() && tx.send(batch).await.is_err() {
             return;

@@ -1,10 +1,10 @@
-//! From input lines to outcomes: the route (`--via`), and the loop that hands each line to
-//! the sender or to the writer with bounded memory.
+//! From input lines to outcomes: the senders of a run, and the loop that hands each line to
+//! one of them or to the writer with bounded memory.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::{Ack, Config, HttpConfig, Incoming, Record, Route, SendError, Sender, Sent};
+use gcm_ccs::{Finished, Outgoing, Record, Sender};
 use tokio::io::AsyncBufRead;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -13,43 +13,89 @@ use super::input::Lines;
 use super::progress::Progress;
 use super::record::Done;
 use crate::cli::common::Failure;
+use crate::cli::sender_args::Plan;
 
-/// Messages waiting for an HTTP request slot, beyond those in flight.
-const HTTP_QUEUE: usize = 1024;
-
-/// How messages will go out (boxed: the configurations are large).
-pub enum Plan {
-    Xmpp(Box<Config>),
-    Http(Box<HttpConfig>),
-    /// The stream, with HTTP for messages it cannot send.
-    Auto(Box<Config>, Box<HttpConfig>),
+/// The senders of one run: Web Push from the start, CCS connected when its first line comes
+/// (a file of subscriptions alone needs no CCS options and opens no CCS connection).
+pub struct Senders {
+    pub webpush: Option<Sender>,
+    pub ccs: Ccs,
 }
 
-impl Plan {
-    /// Messages that may be between reading and writing their outcome at once: what the
-    /// sender queues plus what it has in flight.
-    pub fn capacity(&self) -> usize {
-        match self {
-            Plan::Xmpp(x) | Plan::Auto(x, _) => x.queue_capacity + x.window * x.connections,
-            Plan::Http(h) => HTTP_QUEUE + h.max_concurrent_requests,
+/// The CCS sender, or what it will be made of.
+pub enum Ccs {
+    /// Not needed yet: the plan, or why the options make none.
+    Later(Result<Plan, Failure>),
+    Ready(Sender),
+    /// Its plan was taken and connecting failed; the run stops.
+    Gone,
+}
+
+impl Senders {
+    /// The sender for `outgoing`, connecting CCS at its first message. An error stops the
+    /// run: the line is left without an outcome, for `--resume` once the options are fixed.
+    async fn sender_for(&mut self, outgoing: &Outgoing, line: u64) -> Result<&Sender, Failure> {
+        let context = |f: Failure, what: &str| Failure {
+            code: f.code,
+            message: format!(
+                "line {line} is {what}, and {}; no more lines are sent: fix that and continue \
+                 with --resume",
+                f.message
+            ),
+        };
+        if !matches!(outgoing, Outgoing::Message(_)) {
+            return self.webpush.as_ref().ok_or_else(|| {
+                context(
+                    Failure::usage("--vapid-key and --subject are not given"),
+                    "a Web Push (it has `subscription`)",
+                )
+            });
+        }
+        self.ccs = match std::mem::replace(&mut self.ccs, Ccs::Gone) {
+            Ccs::Later(plan) => {
+                let plan = plan.map_err(|f| context(f, "a CCS message"))?;
+                // Upstream messages and receipts are not this command's business: dropping
+                // `Incoming` leaves them unacked with CCS, for `stream` or the relay.
+                let (sender, _) = plan
+                    .connect()
+                    .await
+                    .map_err(|f| context(f, "a CCS message"))?;
+                Ccs::Ready(sender)
+            }
+            other => other,
+        };
+        match &self.ccs {
+            Ccs::Ready(sender) => Ok(sender),
+            _ => Err(Failure::failed("the CCS sender could not be started")),
         }
     }
 
-    /// Builds the sender; over XMPP only, connects first so a refused key ends the run here.
-    pub async fn connect(self) -> Result<(Sender, Incoming), Failure> {
-        let builder = Sender::builder();
-        let builder = match self {
-            Plan::Xmpp(x) => builder.xmpp(*x),
-            Plan::Http(h) => builder.http(*h),
-            Plan::Auto(x, h) => builder.xmpp(*x).http(*h),
-        };
-        Ok(builder.build().await?)
+    /// The CCS sender, if it was connected.
+    pub fn ccs(&self) -> Option<&Sender> {
+        match &self.ccs {
+            Ccs::Ready(sender) => Some(sender),
+            _ => None,
+        }
     }
+
+    /// Closes the CCS stream gracefully (Web Push has nothing to close).
+    pub async fn close(&self) {
+        if let Some(sender) = self.ccs() {
+            sender.close().await;
+        }
+    }
+}
+
+/// Why feeding stopped before the end of the input.
+pub enum Halt {
+    Read(std::io::Error),
+    /// A line needs a transport that cannot be had (options missing, connection refused).
+    Transport(Failure),
 }
 
 /// Turns input lines into sent messages or `invalid` records.
 pub struct Feeder<'a> {
-    pub sender: Sender,
+    pub senders: Senders,
     pub done: &'a Done,
     pub records: mpsc::Sender<Record>,
     /// Outcomes not yet handed to the writer: bounds memory whatever the input size.
@@ -64,11 +110,8 @@ pub struct Feeder<'a> {
 impl Feeder<'_> {
     /// Reads to the end of the input. Cancelling it is safe: a line is either handed on whole
     /// or left without an outcome, for `--resume` to pick up.
-    pub async fn feed<R: AsyncBufRead + Unpin>(
-        &mut self,
-        mut lines: Lines<R>,
-    ) -> std::io::Result<()> {
-        while let Some(line) = lines.next().await? {
+    pub async fn feed<R: AsyncBufRead + Unpin>(&mut self, mut lines: Lines<R>) -> Result<(), Halt> {
+        while let Some(line) = lines.next().await.map_err(Halt::Read)? {
             self.lines = line.number;
             if self.done.contains(line.number) {
                 continue;
@@ -80,59 +123,37 @@ impl Feeder<'_> {
                 break; // the writer failed; its error is reported
             }
             let number = line.number;
-            let message = match line.parse() {
-                Ok(message) => message,
+            let outgoing = match line.parse() {
+                Ok(outgoing) => outgoing,
                 Err(rejected) => {
                     let _ = self.records.send(rejected.at_line(number)).await;
                     continue;
                 }
             };
-            let (id, to) = (
-                message.message_id().to_owned(),
-                message.target_str().to_owned(),
-            );
+            let sender = self
+                .senders
+                .sender_for(&outgoing, number)
+                .await
+                .map_err(Halt::Transport)?;
             let outcome = Outcome {
                 number,
-                id,
-                to,
+                id: outgoing.id().to_owned(),
+                to: outgoing.target().to_owned(),
                 started: Instant::now(),
                 records: self.records.clone(),
                 progress: self.progress.clone(),
                 refused: self.refused.clone(),
             };
-            match self.sender.stream() {
-                // Submitted here, so that the task that waits for the outcome holds only the
-                // pending ack: tasks are alive for every message in flight, and one that
-                // also held the message and the submission was ~4.5 KiB (5 MiB of heap at
-                // the default capacity, churned a million times per million lines).
-                Some(client) if self.sender.route() == Route::Xmpp => {
-                    // Cancelled here (interrupt, refused key), the message was not queued and
-                    // stays without an outcome for --resume.
-                    let submitted = client.submit(message).await;
-                    self.progress.submitted.fetch_add(1, Relaxed);
-                    tokio::spawn(async move {
-                        let (result, attempts) = match submitted {
-                            Ok(pending) => {
-                                let completion = pending.completion().await;
-                                (completion.result, completion.attempts)
-                            }
-                            Err(e) => (Err(e), 0),
-                        };
-                        outcome.write(result, Some(attempts)).await;
-                        drop(slot);
-                    });
-                }
-                // Over HTTP the attempt count is unknown: retries happen inside the sender.
-                _ => {
-                    self.progress.submitted.fetch_add(1, Relaxed);
-                    let sender = self.sender.clone();
-                    tokio::spawn(async move {
-                        let result = sender.send(message).await;
-                        outcome.write(result, None).await;
-                        drop(slot);
-                    });
-                }
-            }
+            // Handed over here, so that the task that waits for the outcome holds only what
+            // the sender left to wait on (for the stream, the pending ack): tasks are alive
+            // for every message in flight. Cancelled here (interrupt, refused key), the
+            // message was not queued and stays without an outcome for --resume.
+            let sending = sender.start(outgoing).await;
+            self.progress.submitted.fetch_add(1, Relaxed);
+            tokio::spawn(async move {
+                outcome.write(sending.finish().await).await;
+                drop(slot);
+            });
         }
         Ok(())
     }
@@ -150,7 +171,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    async fn write(self, result: Result<Ack, SendError>, attempts: Option<u32>) {
+    async fn write(self, finished: Finished) {
+        let Finished { result, attempts } = finished;
         if let Err(e) = &result
             && e.is_auth_refused()
         {
@@ -160,7 +182,6 @@ impl Outcome {
             return;
         }
         let latency = self.started.elapsed();
-        let result = result.map(Sent::Ack);
         let record = Record::sent(self.id, self.to, result, attempts, latency).at_line(self.number);
         let _ = self.records.send(record).await;
     }

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use gcm_ccs::{Message, Record};
+use gcm_ccs::{Outgoing, Record};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// Longest line accepted, in bytes. A valid message is far smaller (its payload is at most
@@ -69,11 +69,11 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
 }
 
 impl RawLine<'_> {
-    /// The message on this line, or why there is none. A trailing `\r` is ignored, and so is a
-    /// UTF-8 byte order mark at the start of the first line.
-    pub fn parse(&self) -> Result<Message, Box<Record>> {
+    /// The CCS message or Web Push on this line, or why there is none. A trailing `\r` is
+    /// ignored, and so is a UTF-8 byte order mark at the start of the first line.
+    pub fn parse(&self) -> Result<Outgoing, Box<Record>> {
         let text = self.text()?;
-        Message::from_json(text).map_err(|e| Box::new(Record::rejected(text, &e)))
+        Outgoing::from_json(text).map_err(|e| Box::new(Record::rejected(text, &e)))
     }
 
     /// The line as text: within the length limit, UTF-8 and not blank. A trailing `\r` is
@@ -133,7 +133,7 @@ mod tests {
         let mut lines = Lines::new(input);
         let mut out = Vec::new();
         while let Some(line) = lines.next().await.unwrap() {
-            let parsed = line.parse().map(|m| m.target_str().to_owned());
+            let parsed = line.parse().map(|m| m.target().to_owned());
             out.push((line.number, parsed.map_err(|r| r.code.unwrap_or_default())));
         }
         out

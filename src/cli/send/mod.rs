@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use gcm_ccs::Sender;
+use gcm_ccs::webpush::WebPushConfig;
 use tokio::io::{AsyncBufRead, BufReader};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use self::feed::{Feeder, Plan};
+use self::feed::{Ccs, Feeder, Halt, Senders};
 use self::input::Lines;
 use self::output::Tally;
 use self::progress::{Progress, Reporter};
 use self::record::Done;
-use super::common::{Failure, Interrupts, XmppArgs, is_dash};
+use super::common::{Failure, Interrupts, is_dash};
 use super::exit;
+use super::sender_args::{Plan, SenderArgs, webpush_capacity};
 use super::summary::{Summary, print_summary};
 
 /// Send every message of an NDJSON file and write one outcome line per input line.
@@ -30,25 +32,13 @@ use super::summary::{Summary, print_summary};
 #[command(after_help = AFTER_HELP)]
 pub struct SendArgs {
     #[command(flatten)]
-    xmpp: XmppArgs,
-    /// NDJSON input, one downstream message object per line (`-`: stdin).
+    sending: SenderArgs,
+    /// NDJSON input, one downstream message or Web Push object per line (`-`: stdin).
     #[arg(long, value_name = "FILE|-")]
     input: PathBuf,
     /// NDJSON output, one outcome per input line, in completion order (`-`: stdout).
     #[arg(long, value_name = "FILE|-")]
     output: PathBuf,
-    /// Connections in the pool (1..=1000).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    connections: u16,
-    /// Unacked messages per connection (1..=100).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
-    window: u8,
-    /// The XMPP stream, the HTTP API, or the stream with HTTP fallback when it is unavailable.
-    #[arg(long, value_enum, default_value_t = Via::Xmpp)]
-    via: Via,
-    /// The HTTP send URL for --via http|auto [default: https://fcm.googleapis.com/fcm/send].
-    #[arg(long, value_name = "URL")]
-    http_url: Option<String>,
     /// Continue an interrupted run: skip the lines that already have an outcome in --output
     /// and append the rest.
     #[arg(long)]
@@ -58,27 +48,30 @@ pub struct SendArgs {
     json: bool,
 }
 
-/// The routes of `--via`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Via {
-    Xmpp,
-    Http,
-    Auto,
-}
-
 const AFTER_HELP: &str = "\
 Input: one JSON object per line, the downstream fields of CCS (to or condition, data,
-notification, time_to_live, ...); message_id is generated when absent. Blank, malformed or
-invalid lines (not UTF-8, not JSON, ...) get an `invalid` outcome with their line number and
-the reason; the others are still sent. An empty input sends nothing and is not an error.
+notification, time_to_live, ...); message_id is generated when absent. A line with a
+browser's PushSubscription goes by Web Push (needs --vapid-key and --subject):
+  {\"subscription\":{\"endpoint\":..,\"keys\":{\"p256dh\":..,\"auth\":..}},\"payload\":\"text\",
+   \"ttl\":60,\"urgency\":\"high\",\"topic\":\"t\"}
+CCS and Web Push lines can share a file. The CCS connection is opened at the first CCS line:
+a file of subscriptions alone needs no CCS options. A line whose transport is not configured
+stops the run (exit 2, or 3 for a refused key) after the messages in flight: add the options
+and continue with --resume. Blank, malformed or invalid lines (not UTF-8, not JSON, an
+invalid subscription, a payload over 3993 bytes, ...) get an `invalid` outcome with their
+line number and the reason; the others are still sent. An empty input sends nothing and is
+not an error.
 
 Output: one JSON object per input line, written as outcomes arrive (not in input order):
   {\"line\":N,\"message_id\":..,\"to\":..,\"outcome\":\"acked\"|\"nacked\"|\"failed\"|\"invalid\",
    \"code\":..,\"description\":..,\"canonical_registration_id\":..,\"attempts\":..,\"latency_ms\":..}
 
 Over HTTP (--via http, or auto's fallback), `attempts` is null: retries happen inside the
-HTTP sender. When the server refuses the key, reading stops, the messages refused are left
-without an outcome, and the exit code is 3: fix the key and continue with --resume.
+HTTP sender. A Web Push record has the endpoint as `to`, `acked` for 201, and otherwise
+`failed` with a code such as SUBSCRIPTION_GONE (404/410: delete the subscription).
+
+When the server refuses the key, reading stops, the messages refused are left without an
+outcome, and the exit code is 3: fix the key and continue with --resume.
 
 Ctrl-C stops reading, waits for the messages in flight and writes their outcomes (press it
 again to quit at once); --resume then sends only what has no outcome yet. Every outcome,
@@ -94,6 +87,8 @@ Examples:
       --input messages.ndjson --output results.ndjson --connections 4
   gcm-ccs send --via http --http-url https://127.0.0.1:5236/fcm/send --ca-file emulator-ca.pem \\
       --input messages.ndjson --output results.ndjson
+  gcm-ccs send --vapid-key vapid.pem --subject mailto:you@example.com ... \\
+      --input subscriptions.ndjson --output results.ndjson
   gcm-ccs send ... --input messages.ndjson --output results.ndjson --resume
   jq -c 'select(.outcome != \"acked\")' results.ndjson";
 
@@ -103,7 +98,15 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
             "--json and --resume need --output FILE (stdout carries the outcomes)",
         ));
     }
-    let plan = plan(&args)?;
+    let (ccs, webpush) = plan(&args.sending)?;
+    let capacity = ccs
+        .as_ref()
+        .map_or(0, Plan::capacity)
+        .max(webpush.as_ref().map_or(0, webpush_capacity));
+    let webpush = match webpush {
+        Some(cfg) => Some(Sender::builder().webpush(cfg).build().await?.0),
+        None => None,
+    };
     let (input, total) = open_input(&args.input)?;
     let done = if args.resume {
         record::read_done(&args.output)?
@@ -111,10 +114,6 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         Done::default()
     };
     let sink = output::open(&args.output, args.resume).await?;
-    let capacity = plan.capacity();
-    // Upstream messages and receipts are not this command's business: dropping `Incoming`
-    // leaves them unacked with CCS, for a consumer such as `stream` or the relay.
-    let (sender, _) = plan.connect().await?;
 
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);
@@ -123,7 +122,10 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let writer = tokio::spawn(output::write_records(sink, rx, progress.clone()));
     let refused = Arc::new(Notify::new());
     let mut feeder = Feeder {
-        sender: sender.clone(),
+        senders: Senders {
+            webpush,
+            ccs: Ccs::Later(ccs),
+        },
         done: &done,
         records,
         slots: Arc::new(Semaphore::new(capacity)),
@@ -136,19 +138,31 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let stop = tokio::select! {
         fed = feeder.feed(Lines::new(input)) => match fed {
             Ok(()) => Stop::EndOfInput,
-            Err(e) => Stop::InputError(e),
+            Err(Halt::Read(e)) => Stop::InputError(e),
+            Err(Halt::Transport(f)) => Stop::Transport(f),
         },
         _ = interrupts.recv() => Stop::Interrupted,
         _ = refused.notified() => Stop::KeyRefused,
     };
-    let lines = feeder.lines;
-    drop(feeder);
-    match stop {
+    // The feeder's end of the records channel is closed, so that the writer ends.
+    let Feeder {
+        senders,
+        lines,
+        records,
+        ..
+    } = feeder;
+    drop(records);
+    match &stop {
         Stop::Interrupted => reporter.note(&format!(
             "interrupted: waiting for the {} messages in flight (interrupt again to quit now)",
             progress.in_flight()
         )),
         Stop::KeyRefused => reporter.note("the server refused the key: no more lines are sent"),
+        Stop::Transport(f) => reporter.note(&format!(
+            "{}; waiting for the {} messages in flight",
+            f.message,
+            progress.in_flight()
+        )),
         _ => {}
     }
     let written = tokio::select! {
@@ -161,12 +175,12 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     };
     let elapsed = started.elapsed();
     reporter.finish();
-    sender.close().await;
+    senders.close().await;
     let tally = written
         .map_err(|e| Failure::failed(format!("output task: {e}")))?
         .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.output.display())))?;
 
-    let summary = summarize(&progress, tally, &sender, lines, &done, elapsed);
+    let summary = summarize(&progress, tally, senders.ccs(), lines, &done, elapsed);
     print_summary(&summary, args.json);
     if lines == 0 && matches!(stop, Stop::EndOfInput) {
         eprintln!("note: the input is empty (0 lines): nothing was sent");
@@ -183,6 +197,7 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     }
     match stop {
         Stop::Interrupted => Ok(exit::INTERRUPTED),
+        Stop::Transport(f) => Err(f),
         Stop::InputError(e) => Err(Failure::usage(format!(
             "cannot read {}: {e}",
             args.input.display()
@@ -199,26 +214,20 @@ enum Stop {
     Interrupted,
     /// A message failed because the server refused the key.
     KeyRefused,
+    /// A line needs a transport that cannot be had.
+    Transport(Failure),
 }
 
-/// The configurations `--via` needs, checked before any file is touched.
-fn plan(args: &SendArgs) -> Result<Plan, Failure> {
-    let xmpp = || {
-        let mut cfg = args.xmpp.config()?;
-        cfg.connections = usize::from(args.connections);
-        cfg.window = usize::from(args.window);
-        Ok::<_, Failure>(Box::new(cfg))
-    };
-    let http = || {
-        Ok::<_, Failure>(Box::new(
-            args.xmpp.auth.http_config(args.http_url.as_deref())?,
-        ))
-    };
-    Ok(match args.via {
-        Via::Xmpp => Plan::Xmpp(xmpp()?),
-        Via::Http => Plan::Http(http()?),
-        Via::Auto => Plan::Auto(xmpp()?, http()?),
-    })
+/// The CCS plan (or why the options make none: an error only once a CCS line comes, unless
+/// nothing at all could be sent) and the Web Push configuration, checked before any file is
+/// touched.
+fn plan(args: &SenderArgs) -> Result<(Result<Plan, Failure>, Option<WebPushConfig>), Failure> {
+    let webpush = args.webpush()?;
+    let ccs = args.ccs();
+    match (ccs, webpush) {
+        (Err(f), None) => Err(f),
+        (ccs, webpush) => Ok((ccs, webpush)),
+    }
 }
 
 /// The input stream, and its line count when it is a file.
@@ -241,12 +250,15 @@ fn open_input(path: &Path) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Opti
 fn summarize(
     progress: &Progress,
     tally: Tally,
-    sender: &Sender,
+    ccs: Option<&Sender>,
     lines: u64,
     done: &Done,
     elapsed: std::time::Duration,
 ) -> Summary {
-    let stats = sender.stream().map(|c| c.stats()).unwrap_or_default();
+    let stats = ccs
+        .and_then(Sender::stream)
+        .map(|c| c.stats())
+        .unwrap_or_default();
     let count = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
     Summary {
         lines: Some(lines),
