@@ -326,6 +326,7 @@ fn judge(cfg: &RelayConfig, sends: Sends, entry: Entry) -> Judged {
 #[derive(Debug, Clone, Copy)]
 struct Sends {
     ccs: bool,
+    #[cfg(feature = "webpush")]
     webpush: bool,
 }
 
@@ -333,6 +334,7 @@ impl Sends {
     fn of(sender: &Sender) -> Sends {
         Sends {
             ccs: sender.sends_ccs(),
+            #[cfg(feature = "webpush")]
             webpush: sender.sends_webpush(),
         }
     }
