@@ -319,6 +319,51 @@ async fn http_and_web_push_entries_and_what_a_relay_cannot_send_is_dead_lettered
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_refused_mid_run_exits_3_and_leaves_the_rest_pending() {
+    const N: usize = 2000;
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let slow = || script(vec![rule("", Reply::Delay { ms: 30 })]);
+    let emu = emulator(slow()).await;
+    let scratch = Scratch::new(&emu);
+    let ids = produce(&mut conn, N, "t");
+    let relay = spawn(scratch.relay(&redis, &emu, "r", &["--window", "10"]));
+    within(30, "100 recorded", || xlen(&mut conn, "gcm:results") >= 100).await;
+    let mut refusing = slow();
+    refusing.faults.reject_auth = u32::MAX;
+    emu.set_script(refusing);
+    emu.drop_all();
+    let (code, err) = finish(relay, 60).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("refused the server key") && !err.contains(KEY),
+        "{err}"
+    );
+    let got = results(&mut conn);
+    assert!(got.len() < N, "stopped before the end");
+    assert!(
+        got.values().all(|r| r["outcome"] == "acked"),
+        "a refusal is not an outcome of the message"
+    );
+    assert!(
+        pending(&mut conn) > 0,
+        "what was read and not finished stays pending"
+    );
+
+    // With the key accepted again, a relay finishes the rest: one record per entry (an
+    // entry acked without a record would never get one).
+    emu.set_script(Script::default());
+    let relay = spawn(scratch.relay(&redis, &emu, "r", &[]));
+    within(60, "all recorded", || xlen(&mut conn, "gcm:results") >= N).await;
+    signal(&relay, libc::SIGTERM);
+    assert_eq!(finish(relay, 30).await.0, Some(0));
+    let got = results(&mut conn);
+    assert_eq!(got.len(), N);
+    assert!(ids.iter().all(|id| got.contains_key(id)));
+    assert_eq!(pending(&mut conn), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_credentials_and_reachability_fail_clearly_with_exit_2() {
     let emu = emulator(Script::default()).await;
     let scratch = Scratch::new(&emu);

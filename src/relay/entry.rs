@@ -18,13 +18,62 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub fn new(raw: &StreamId, deliveries: u64) -> Entry {
+    /// An entry of an `XAUTOCLAIM` reply (delivery count 1 until known).
+    pub fn claimed(mut raw: StreamId) -> Entry {
+        let mut field = |key: &str| raw.map.remove(key).and_then(text);
+        let (message, message_id) = (field("message"), field("message_id"));
         Entry {
-            id: raw.id.clone(),
-            deliveries,
-            message: raw.get("message"),
-            message_id: raw.get("message_id"),
+            id: raw.id,
+            deliveries: 1,
+            message,
+            message_id,
         }
+    }
+
+    /// The entries of an `XREADGROUP` reply of one stream (RESP2 arrays or RESP3 maps),
+    /// taken straight from the reply: no map per entry is built, no string copied. An entry
+    /// deleted while pending comes with no fields (and is then dead-lettered as such).
+    pub fn read(reply: redis::Value) -> Result<Vec<Entry>, &'static str> {
+        let streams = match reply {
+            redis::Value::Nil => return Ok(Vec::new()),
+            redis::Value::Array(streams) => streams
+                .into_iter()
+                .map(|s| pair(s).map(|(_, entries)| entries))
+                .collect::<Option<Vec<_>>>(),
+            redis::Value::Map(streams) => Some(streams.into_iter().map(|(_, e)| e).collect()),
+            _ => None,
+        }
+        .ok_or("an XREADGROUP reply that is not a list of streams")?;
+        let mut out = Vec::new();
+        for entries in streams {
+            let redis::Value::Array(entries) = entries else {
+                return Err("an XREADGROUP stream without a list of entries");
+            };
+            out.reserve(entries.len());
+            for entry in entries {
+                let (id, fields) =
+                    pair(entry).ok_or("an XREADGROUP entry that is not [id, fields]")?;
+                let mut entry = Entry {
+                    id: text(id).ok_or("an XREADGROUP entry id that is not text")?,
+                    deliveries: 1,
+                    message: None,
+                    message_id: None,
+                };
+                for (key, value) in field_pairs(fields) {
+                    match &key {
+                        redis::Value::BulkString(k) if k == b"message" => {
+                            entry.message = text(value)
+                        }
+                        redis::Value::BulkString(k) if k == b"message_id" => {
+                            entry.message_id = text(value);
+                        }
+                        _ => {}
+                    }
+                }
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// The message id of an entry without one of its own: derived from the stream and the
@@ -67,6 +116,42 @@ impl Entry {
     }
 }
 
+/// A string of a reply, if it is UTF-8 text.
+fn text(value: redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        redis::Value::SimpleString(s) | redis::Value::VerbatimString { text: s, .. } => Some(s),
+        _ => None,
+    }
+}
+
+/// A two-element array's elements.
+fn pair(value: redis::Value) -> Option<(redis::Value, redis::Value)> {
+    match value {
+        redis::Value::Array(items) if items.len() == 2 => {
+            let mut items = items.into_iter();
+            Some((items.next()?, items.next()?))
+        }
+        _ => None,
+    }
+}
+
+/// An entry's fields: a flat key/value array (RESP2), a map (RESP3), or nil (deleted).
+fn field_pairs(fields: redis::Value) -> Vec<(redis::Value, redis::Value)> {
+    match fields {
+        redis::Value::Map(pairs) => pairs,
+        redis::Value::Array(flat) => {
+            let mut flat = flat.into_iter();
+            let mut pairs = Vec::with_capacity(flat.len() / 2);
+            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The record of a results entry: the `send` output record plus where it came from.
 #[derive(Debug, Serialize)]
 pub(super) struct ResultRecord<'a> {
@@ -81,15 +166,63 @@ mod tests {
     use super::*;
 
     fn entry(fields: &[(&str, &str)]) -> Entry {
-        let mut raw = StreamId {
-            id: "1700000000000-7".into(),
-            ..StreamId::default()
-        };
-        for (k, v) in fields {
-            raw.map
-                .insert((*k).into(), redis::Value::BulkString(v.as_bytes().to_vec()));
+        let bulk = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
+        let flat = fields
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        let entry = redis::Value::Array(vec![bulk("1700000000000-7"), redis::Value::Array(flat)]);
+        let reply = redis::Value::Array(vec![redis::Value::Array(vec![
+            bulk("gcm:outbox"),
+            redis::Value::Array(vec![entry]),
+        ])]);
+        let [entry] = <[Entry; 1]>::try_from(Entry::read(reply).unwrap()).unwrap();
+        entry
+    }
+
+    #[test]
+    fn reads_of_every_shape() {
+        let bulk = |s: &str| redis::Value::BulkString(s.as_bytes().to_vec());
+        assert!(
+            Entry::read(redis::Value::Nil).unwrap().is_empty(),
+            "a read that timed out"
+        );
+        // RESP3: a map of streams, fields as a map; a deleted entry's fields are nil.
+        let resp3 = redis::Value::Map(vec![(
+            bulk("s"),
+            redis::Value::Array(vec![
+                redis::Value::Array(vec![
+                    bulk("1-0"),
+                    redis::Value::Map(vec![(bulk("message"), bulk("{}")), (bulk("x"), bulk("y"))]),
+                ]),
+                redis::Value::Array(vec![bulk("2-0"), redis::Value::Nil]),
+            ]),
+        )]);
+        let got = Entry::read(resp3).unwrap();
+        assert_eq!(
+            (got[0].id.as_str(), got[0].message.as_deref()),
+            ("1-0", Some("{}"))
+        );
+        assert_eq!(
+            (got[1].id.as_str(), got[1].message.as_deref()),
+            ("2-0", None)
+        );
+        // Not UTF-8: no message, so the entry is invalid (not an error of the read).
+        let odd = redis::Value::Array(vec![redis::Value::Array(vec![
+            bulk("s"),
+            redis::Value::Array(vec![redis::Value::Array(vec![
+                bulk("3-0"),
+                redis::Value::Array(vec![bulk("message"), redis::Value::BulkString(vec![0xff])]),
+            ])]),
+        ])]);
+        assert_eq!(Entry::read(odd).unwrap()[0].message, None);
+        for garbage in [
+            redis::Value::Int(1),
+            redis::Value::Array(vec![bulk("s")]),
+            redis::Value::Array(vec![redis::Value::Array(vec![bulk("s"), bulk("x")])]),
+        ] {
+            assert!(Entry::read(garbage).is_err());
         }
-        Entry::new(&raw, 1)
     }
 
     #[test]

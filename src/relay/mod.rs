@@ -212,8 +212,9 @@ impl Relay {
                     metrics.set_in_flight(held.len());
                 }
                 Some(done) = sending.next() => {
-                    let Some(written) = done else { continue };
-                    let _ = write_tx.send(written);
+                    if let Some(written) = done {
+                        let _ = write_tx.send(written);
+                    }
                     if refused.load(Relaxed) && deadline.is_none() {
                         warn!("the server refused the key: stopping, entries stay pending");
                         reader.0.abort();

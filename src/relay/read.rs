@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
-use redis::streams::StreamId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::Judged;
 use super::config::RelayConfig;
+use super::entry::Entry;
 use super::store::{Reads, Store, with_counts};
 
 /// Most entries asked for in one read.
@@ -107,7 +107,7 @@ async fn read_once(
     cfg: &RelayConfig,
     source: &Source,
     count: usize,
-) -> RedisResult<(Vec<StreamId>, String)> {
+) -> RedisResult<(Vec<Entry>, String)> {
     match source {
         Source::Own(after) => Ok((reads.read(after, count, cfg.block).await?, String::new())),
         Source::Claim(cursor) => {

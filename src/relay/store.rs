@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamInfoGroupsReply,
-    StreamPendingCountReply, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamInfoGroupsReply, StreamPendingCountReply,
+    StreamReadOptions,
 };
 use redis::{AsyncCommands, RedisResult};
 use tokio::time::Instant;
@@ -139,22 +139,19 @@ impl Reads {
         from: &str,
         count: usize,
         block: Duration,
-    ) -> RedisResult<Vec<StreamId>> {
+    ) -> RedisResult<Vec<Entry>> {
         let mut options = StreamReadOptions::default()
             .group(&self.group, &self.consumer)
             .count(count);
         if from == ">" {
             options = options.block(block.as_millis() as usize);
         }
-        let reply: Option<StreamReadReply> = self
+        let reply: redis::Value = self
             .conn
             .xread_options(&[&self.stream], &[from], &options)
             .await?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .collect())
+        Entry::read(reply)
+            .map_err(|what| redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, what)))
     }
 }
 
@@ -180,7 +177,7 @@ impl Store {
         min_idle: Duration,
         cursor: &str,
         count: usize,
-    ) -> RedisResult<(String, Vec<StreamId>)> {
+    ) -> RedisResult<(String, Vec<Entry>)> {
         let reply: StreamAutoClaimReply = self
             .conn
             .xautoclaim_options(
@@ -198,7 +195,8 @@ impl Store {
                 "pending entries were deleted from the stream before they were sent"
             );
         }
-        Ok((reply.next_stream_id, reply.claimed))
+        let claimed = reply.claimed.into_iter().map(Entry::claimed).collect();
+        Ok((reply.next_stream_id, claimed))
     }
 
     /// Our own pending entries among `ids`, with their delivery counts: one `XPENDING` per
@@ -348,16 +346,16 @@ impl Store {
 /// entries read again from a pending list).
 pub(super) async fn with_counts(
     store: &mut Store,
-    raw: Vec<StreamId>,
+    mut entries: Vec<Entry>,
     fresh: bool,
 ) -> RedisResult<Vec<Entry>> {
     if fresh {
-        return Ok(raw.iter().map(|r| Entry::new(r, 1)).collect());
+        return Ok(entries);
     }
-    let ids: Vec<&str> = raw.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
     let counts = store.own_pending(&ids).await?;
-    Ok(raw
-        .iter()
-        .map(|r| Entry::new(r, counts.get(&r.id).copied().unwrap_or(1)))
-        .collect())
+    for entry in &mut entries {
+        entry.deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+    }
+    Ok(entries)
 }
