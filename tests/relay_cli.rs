@@ -20,8 +20,13 @@ use redis::Commands;
 impl Scratch {
     /// `gcm-ccs relay` for `redis` and `emu`, consumer `name`.
     fn relay(&self, redis: &Redis, emu: &Emulator, name: &str, extra: &[&str]) -> Command {
+        self.relay_at(&redis.url(), emu, name, extra)
+    }
+
+    /// `gcm-ccs relay` for the Redis at `url`.
+    fn relay_at(&self, url: &str, emu: &Emulator, name: &str, extra: &[&str]) -> Command {
         let mut cmd = bin();
-        cmd.args(["relay", "--redis", &redis.url(), "--consumer", name])
+        cmd.args(["relay", "--redis", url, "--consumer", name])
             .args(["--sender-id", SENDER, "--endpoint", &emu.addr().to_string()])
             .arg("--ca-file")
             .arg(self.path("ca.pem"))
@@ -361,6 +366,58 @@ async fn a_key_refused_mid_run_exits_3_and_leaves_the_rest_pending() {
     assert_eq!(got.len(), N);
     assert!(ids.iter().all(|id| got.contains_key(id)));
     assert_eq!(pending(&mut conn), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_its_own_ca_and_verification_on() {
+    let ca = pki::TestCa::new("redis test CA");
+    let leaf = ca.leaf(&["localhost"], pki::ALWAYS_VALID);
+    let redis = Redis::start_tls(&leaf.chain_pem, &leaf.key_pem);
+    let mut conn = redis.conn();
+    let emu = emulator(Script::default()).await;
+    let scratch = Scratch::new(&emu);
+    std::fs::write(scratch.path("redis-ca.pem"), ca.pem()).unwrap();
+    std::fs::write(
+        scratch.path("in.ndjson"),
+        "{\"to\":\"a\"}\n{\"to\":\"b\"}\n",
+    )
+    .unwrap();
+    let ca_file = scratch.path("redis-ca.pem");
+    let ca_file = ca_file.to_str().unwrap();
+    let mut enqueue = bin();
+    enqueue
+        .args([
+            "enqueue",
+            "--redis",
+            &redis.tls_url(),
+            "--redis-ca-file",
+            ca_file,
+        ])
+        .arg("--input")
+        .arg(scratch.path("in.ndjson"));
+    let out = output(enqueue).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(xlen(&mut conn, STREAM), 2);
+
+    let tls_url = redis.tls_url();
+    let relay = spawn(scratch.relay_at(&tls_url, &emu, "tls", &["--redis-ca-file", ca_file]));
+    within(30, "2 recorded", || xlen(&mut conn, "gcm:results") >= 2).await;
+    signal(&relay, libc::SIGTERM);
+    let (code, err) = finish(relay, 30).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(results(&mut conn).values().all(|r| r["outcome"] == "acked"));
+
+    // Without the CA the server's certificate is not trusted: nothing is read.
+    let relay = scratch.relay_at(&tls_url, &emu, "untrusted", &["--redis-start-budget", "1"]);
+    let (code, err) = finish(spawn(relay), 30).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A CA file with a URL that is not TLS is a usage error.
+    let mut relay = scratch.relay(&redis, &emu, "plain", &["--redis-ca-file"]);
+    relay.arg(scratch.path("redis-ca.pem"));
+    let (code, err) = finish(spawn(relay), 30).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("rediss:// URLs only"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,10 @@
 //! The Redis options shared by `relay` and `enqueue`.
 
+use std::path::PathBuf;
+
 use gcm_ccs::relay::{RedisTarget, RelayError};
 
-use super::common::Failure;
+use super::common::{Failure, read_file};
 use super::exit;
 
 /// Where the queue is.
@@ -17,6 +19,9 @@ pub struct RedisArgs {
         hide_env_values = true
     )]
     redis: String,
+    /// For rediss://: trust the CA certificate(s) in this PEM file instead of the system roots.
+    #[arg(long, value_name = "PEM", env = "GCM_CCS_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     /// The outbox stream producers append to and relays read.
     #[arg(
         long,
@@ -31,7 +36,11 @@ impl RedisArgs {
     /// The server, with `REDIS_PASSWORD` when it is set.
     pub fn target(&self) -> Result<RedisTarget, Failure> {
         let password = std::env::var("REDIS_PASSWORD").ok();
-        Ok(RedisTarget::new(&self.redis, password.as_deref())?)
+        let target = RedisTarget::new(&self.redis, password.as_deref())?;
+        Ok(match &self.redis_ca_file {
+            Some(path) => target.with_ca(read_file(path, "--redis-ca-file")?)?,
+            None => target,
+        })
     }
 }
 

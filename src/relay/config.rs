@@ -7,13 +7,15 @@ use redis::IntoConnectionInfo;
 
 use super::error::RelayError;
 
-/// The Redis server: `redis://`, `rediss://` (TLS) or `unix://` URL, with the password from
-/// the URL or given apart (`REDIS_PASSWORD` in the CLI). The password never appears in
-/// `Debug` or `Display`.
+/// The Redis server: `redis://`, `rediss://` (TLS, verified against the system roots or
+/// [`with_ca`](Self::with_ca)) or `unix://` URL, with the password from the URL or given
+/// apart (`REDIS_PASSWORD` in the CLI). The password never appears in `Debug` or `Display`.
 #[derive(Clone)]
 pub struct RedisTarget {
     info: redis::ConnectionInfo,
     shown: String,
+    /// PEM of the CA trusted for `rediss://` instead of the system roots.
+    ca: Option<Vec<u8>>,
 }
 
 impl RedisTarget {
@@ -34,12 +36,38 @@ impl RedisTarget {
             }
             _ => info,
         };
-        Ok(RedisTarget { info, shown })
+        Ok(RedisTarget {
+            info,
+            shown,
+            ca: None,
+        })
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for a `rediss://` server, instead of the
+    /// system roots (for a server with a private CA).
+    pub fn with_ca(mut self, pem: Vec<u8>) -> Result<RedisTarget, RelayError> {
+        if !matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            return Err(RelayError::Config(format!(
+                "--redis {}: a CA file is for rediss:// URLs only",
+                self.shown
+            )));
+        }
+        self.ca = Some(pem);
+        Ok(self)
     }
 
     pub(super) fn client(&self) -> Result<redis::Client, RelayError> {
-        redis::Client::open(self.info.clone())
-            .map_err(|e| RelayError::Config(format!("--redis {}: {e}", self.shown)))
+        let client = match &self.ca {
+            None => redis::Client::open(self.info.clone()),
+            Some(pem) => redis::Client::build_with_tls(
+                self.info.clone(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        };
+        client.map_err(|e| RelayError::Config(format!("--redis {}: {e}", self.shown)))
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Redis {
     dir: tempfile::TempDir,
     password: Option<String>,
     persistent: bool,
+    /// The TLS port, when the server also listens for `rediss://`.
+    tls_port: Option<u16>,
 }
 
 impl Redis {
@@ -32,6 +34,7 @@ impl Redis {
             dir: tempfile::tempdir().expect("temporary directory"),
             password: password.map(str::to_owned),
             persistent: false,
+            tls_port: None,
         };
         redis.spawn();
         redis
@@ -45,9 +48,37 @@ impl Redis {
             dir: tempfile::tempdir().expect("temporary directory"),
             password: None,
             persistent: true,
+            tls_port: None,
         };
         redis.spawn();
         redis
+    }
+
+    /// A server that also listens for TLS on a free loopback port, with the certificate
+    /// chain and key given (PEM); the test's own connections still use the Unix socket.
+    pub fn start_tls(chain_pem: &str, key_pem: &str) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            password: None,
+            persistent: false,
+            tls_port: None,
+        };
+        std::fs::write(redis.dir.path().join("tls.pem"), chain_pem).unwrap();
+        std::fs::write(redis.dir.path().join("tls.key"), key_pem).unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        redis.tls_port = Some(free.local_addr().unwrap().port());
+        drop(free);
+        redis.spawn();
+        redis
+    }
+
+    /// The `rediss://` URL of a [`Redis::start_tls`] server, for the name `localhost`.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://localhost:{}",
+            self.tls_port.expect("a TLS server")
+        )
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -75,6 +106,14 @@ impl Redis {
             .stderr(Stdio::null());
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some(port) = self.tls_port {
+            let dir = self.dir.path();
+            cmd.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(dir.join("tls.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("tls.key"));
         }
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot start redis-server ({e}): the relay tests need it on PATH; install it with `{INSTALL}`")
