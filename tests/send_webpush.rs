@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 
 use common::bin::{bin, output, text};
-use common::{KEY, SENDER, Scratch, rule, script};
+use common::{KEY, SENDER, Scratch, replaced, rule, script};
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Script, WebPushReply, WebPushRule};
 use gcm_ccs::webpush::VapidKey;
 use serde_json::{Value, json};
@@ -288,15 +288,7 @@ async fn bad_subscription_lines_are_invalid_and_the_rest_is_sent() {
     let emu = emulator(Script::default()).await;
     let run = Run::new(&emu);
     let good = run.push_line(&emu, "", "good");
-    let with = |path: &[&str], value: Value| {
-        let mut line = good.clone();
-        let mut at = &mut line;
-        for key in &path[..path.len() - 1] {
-            at = &mut at[*key];
-        }
-        at[path[path.len() - 1]] = value;
-        line.to_string()
-    };
+    let with = |path: &[&str], value: Value| replaced(&good, path, value).to_string();
     // A point off the curve: a valid encoding's length and prefix, wrong coordinates.
     let off_curve = {
         let mut bytes = [7u8; 65];

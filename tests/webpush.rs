@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::bin::{bin, output, text};
-use common::{KEY, SENDER, bounded};
+use common::{KEY, SENDER, bounded, replaced};
 use gcm_ccs::RetryPolicy;
 use gcm_ccs::emulator::{
     Emulator, EmulatorConfig, Script, StatusBurst, WebPushReply, WebPushRule, WebPushScript,
@@ -450,13 +450,7 @@ async fn bad_subscriptions_are_refused_naming_the_field() {
     let good: Value =
         serde_json::from_str(&emu.webpush_subscribe("", None).unwrap().to_json()).unwrap();
     let with = |path: &[&str], value: Value| {
-        let mut json = good.clone();
-        let mut at = &mut json;
-        for p in &path[..path.len() - 1] {
-            at = &mut at[*p];
-        }
-        at[path[path.len() - 1]] = value;
-        Subscription::from_json(&json.to_string()).unwrap_err()
+        Subscription::from_json(&replaced(&good, path, value).to_string()).unwrap_err()
     };
     let field = |e: SubscriptionError| match e {
         SubscriptionError::InvalidField { field, .. } => field,

@@ -60,7 +60,7 @@ enum Command {
     /// Make VAPID keys for Web Push, or show the public key of one.
     Vapid(vapid::VapidArgs),
     /// Send what producers put on a Redis stream, as one of many relays (consumer group).
-    Relay(relay::RelayArgs),
+    Relay(Box<relay::RelayArgs>),
     /// Put the messages of an NDJSON file on the relay's Redis stream.
     Enqueue(enqueue::EnqueueArgs),
     /// Run the CCS emulator standalone until interrupted.
@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
             Command::Http(args) => http::run(args).await,
             Command::Webpush(args) => webpush::run(args).await,
             Command::Vapid(args) => vapid::run(args),
-            Command::Relay(args) => relay::run(args).await,
+            Command::Relay(args) => relay::run(*args).await,
             Command::Enqueue(args) => enqueue::run(args).await,
             Command::Emulate(args) => emulate::run(args).await,
         }

@@ -143,3 +143,18 @@ pub async fn tls_to(
         .await
         .unwrap()
 }
+
+/// A copy of `json` with the member at `path` (object keys, outermost first) set to `value`.
+pub fn replaced(
+    json: &serde_json::Value,
+    path: &[&str],
+    value: serde_json::Value,
+) -> serde_json::Value {
+    let mut out = json.clone();
+    let mut at = &mut out;
+    for key in path {
+        at = &mut at[*key];
+    }
+    *at = value;
+    out
+}

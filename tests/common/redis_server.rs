@@ -23,19 +23,24 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Its fields, before [`Redis::spawn`].
+    fn unstarted(password: Option<String>, persistent: bool) -> Redis {
+        Redis {
+            child: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            password,
+            persistent,
+            tls_port: None,
+        }
+    }
+
     pub fn start() -> Redis {
         Redis::start_with(None)
     }
 
     /// A server that requires `password`.
     pub fn start_with(password: Option<&str>) -> Redis {
-        let mut redis = Redis {
-            child: None,
-            dir: tempfile::tempdir().expect("temporary directory"),
-            password: password.map(str::to_owned),
-            persistent: false,
-            tls_port: None,
-        };
+        let mut redis = Redis::unstarted(password.map(str::to_owned), false);
         redis.spawn();
         redis
     }
@@ -43,13 +48,7 @@ impl Redis {
     /// A server that keeps its data across [`Redis::restart`] (append-only file, fsync
     /// on every write).
     pub fn start_persistent() -> Redis {
-        let mut redis = Redis {
-            child: None,
-            dir: tempfile::tempdir().expect("temporary directory"),
-            password: None,
-            persistent: true,
-            tls_port: None,
-        };
+        let mut redis = Redis::unstarted(None, true);
         redis.spawn();
         redis
     }
@@ -57,13 +56,7 @@ impl Redis {
     /// A server that also listens for TLS on a free loopback port, with the certificate
     /// chain and key given (PEM); the test's own connections still use the Unix socket.
     pub fn start_tls(chain_pem: &str, key_pem: &str) -> Redis {
-        let mut redis = Redis {
-            child: None,
-            dir: tempfile::tempdir().expect("temporary directory"),
-            password: None,
-            persistent: false,
-            tls_port: None,
-        };
+        let mut redis = Redis::unstarted(None, false);
         std::fs::write(redis.dir.path().join("tls.pem"), chain_pem).unwrap();
         std::fs::write(redis.dir.path().join("tls.key"), key_pem).unwrap();
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
