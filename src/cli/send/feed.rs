@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::{Finished, Outgoing, Record, Sender};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use gcm_ccs::{Finished, InFlight, Outgoing, Record, Sender};
 use tokio::io::AsyncBufRead;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::input::Lines;
@@ -93,16 +95,17 @@ pub enum Halt {
     Transport(Failure),
 }
 
-/// Turns input lines into sent messages or `invalid` records.
+/// Turns input lines into sent messages (for [`land`]) or `invalid` records.
 pub struct Feeder<'a> {
     pub senders: Senders,
     pub done: &'a Done,
     pub records: mpsc::Sender<Record>,
-    /// Outcomes not yet handed to the writer: bounds memory whatever the input size.
+    /// Messages handed over, to [`land`].
+    pub flights: mpsc::UnboundedSender<Flight>,
+    /// Outcomes not yet handed to the writer: bounds memory whatever the input size (and
+    /// so what `flights` holds).
     pub slots: Arc<Semaphore>,
     pub progress: Arc<Progress>,
-    /// Notified when a message fails because the server refused the key.
-    pub refused: Arc<Notify>,
     /// Lines read so far.
     pub lines: u64,
 }
@@ -140,49 +143,81 @@ impl Feeder<'_> {
                 id: outgoing.id().to_owned(),
                 to: outgoing.target().to_owned(),
                 started: Instant::now(),
-                records: self.records.clone(),
-                progress: self.progress.clone(),
-                refused: self.refused.clone(),
             };
-            // Handed over here, so that the task that waits for the outcome holds only what
-            // the sender left to wait on (for the stream, the pending ack): tasks are alive
-            // for every message in flight. Cancelled here (interrupt, refused key), the
-            // message was not queued and stays without an outcome for --resume.
+            // Handed over here, so that what waits for the outcome holds only what the
+            // sender left to wait on (for the stream, the pending ack). Cancelled here
+            // (interrupt, refused key), the message was not queued and stays without an
+            // outcome for --resume.
             let sending = sender.start(outgoing).await;
             self.progress.submitted.fetch_add(1, Relaxed);
-            tokio::spawn(async move {
-                outcome.write(sending.finish().await).await;
-                drop(slot);
+            let _ = self.flights.send(Flight {
+                outcome,
+                sending,
+                slot,
             });
         }
         Ok(())
     }
 }
 
-/// Where the outcome of one submitted message goes.
+/// One message handed to a sender, with the slot it holds until its record is written.
+pub struct Flight {
+    outcome: Outcome,
+    sending: InFlight,
+    slot: OwnedSemaphorePermit,
+}
+
+/// Waits for the outcome of every message handed over, all in this one task (not a task
+/// per message), and writes their records. Ends once the feeder is gone and every message
+/// has its outcome. `refused` is notified when the server refused the key.
+pub async fn land(
+    mut flights: mpsc::UnboundedReceiver<Flight>,
+    records: mpsc::Sender<Record>,
+    progress: Arc<Progress>,
+    refused: Arc<Notify>,
+) {
+    let mut flying = FuturesUnordered::new();
+    let mut feeding = true;
+    loop {
+        tokio::select! {
+            flight = flights.recv(), if feeding => match flight {
+                Some(Flight { outcome, sending, slot }) => flying.push(async move {
+                    (outcome, sending.finish().await, slot)
+                }),
+                None => feeding = false,
+            },
+            Some((outcome, finished, slot)) = flying.next() => {
+                if let Some(record) = outcome.record(finished, &progress, &refused) {
+                    let _ = records.send(record).await;
+                }
+                drop(slot);
+            }
+            else => return,
+        }
+    }
+}
+
+/// What the record of one submitted message is made of.
 struct Outcome {
     number: u64,
     id: String,
     to: String,
     started: Instant,
-    records: mpsc::Sender<Record>,
-    progress: Arc<Progress>,
-    refused: Arc<Notify>,
 }
 
 impl Outcome {
-    async fn write(self, finished: Finished) {
+    /// Its record; none when the key was refused: that is not an outcome of the message,
+    /// which `--resume` sends again.
+    fn record(self, finished: Finished, progress: &Progress, refused: &Notify) -> Option<Record> {
         let Finished { result, attempts } = finished;
         if let Err(e) = &result
             && e.is_auth_refused()
         {
-            // Not an outcome of the message: it is sent again by --resume.
-            self.progress.refused();
-            self.refused.notify_one();
-            return;
+            progress.refused();
+            refused.notify_one();
+            return None;
         }
         let latency = self.started.elapsed();
-        let record = Record::sent(self.id, self.to, result, attempts, latency).at_line(self.number);
-        let _ = self.records.send(record).await;
+        Some(Record::sent(self.id, self.to, result, attempts, latency).at_line(self.number))
     }
 }

@@ -121,6 +121,14 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let (records, rx) = mpsc::channel(1024);
     let writer = tokio::spawn(output::write_records(sink, rx, progress.clone()));
     let refused = Arc::new(Notify::new());
+    let (flights, in_flight) = mpsc::unbounded_channel();
+    // Ends after the feeder; its end closes the records channel, and so the writer.
+    tokio::spawn(feed::land(
+        in_flight,
+        records.clone(),
+        progress.clone(),
+        refused.clone(),
+    ));
     let mut feeder = Feeder {
         senders: Senders {
             webpush,
@@ -128,9 +136,9 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         },
         done: &done,
         records,
+        flights,
         slots: Arc::new(Semaphore::new(capacity)),
         progress: progress.clone(),
-        refused: refused.clone(),
         lines: 0,
     };
     let started = Instant::now();
@@ -144,14 +152,16 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         _ = interrupts.recv() => Stop::Interrupted,
         _ = refused.notified() => Stop::KeyRefused,
     };
-    // The feeder's end of the records channel is closed, so that the writer ends.
+    // The feeder's ends of the channels are closed, so that the landing task ends once
+    // what is in flight has landed, and the writer after it.
     let Feeder {
         senders,
         lines,
         records,
+        flights,
         ..
     } = feeder;
-    drop(records);
+    drop((records, flights));
     match &stop {
         Stop::Interrupted => reporter.note(&format!(
             "interrupted: waiting for the {} messages in flight (interrupt again to quit now)",
