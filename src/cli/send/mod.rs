@@ -113,13 +113,16 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     } else {
         Done::default()
     };
-    let sink = output::open(&args.output, args.resume).await?;
+    let sink = output::open(&args.output, args.resume)?;
 
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);
     let reporter = Reporter::start(progress.clone(), total);
     let (records, rx) = mpsc::channel(1024);
-    let writer = tokio::spawn(output::write_records(sink, rx, progress.clone()));
+    let writer = {
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || output::write_records(sink, rx, progress))
+    };
     let refused = Arc::new(Notify::new());
     let (flights, in_flight) = mpsc::unbounded_channel();
     // Ends after the feeder; its end closes the records channel, and so the writer.

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::io::Write;
+
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
@@ -13,14 +14,15 @@ use crate::cli::common::{Failure, is_dash};
 use crate::cli::summary::Latencies;
 use gcm_ccs::{Outcome, Record};
 
-/// Where records go: a file or stdout.
-pub type Sink = Box<dyn AsyncWrite + Send + Unpin>;
+/// Where records go: a file or stdout, written from a thread of its own (see
+/// [`write_records`]).
+pub type Sink = Box<dyn Write + Send>;
 
 /// Opens the output: stdout for `-`; a file is appended to with `resume`, otherwise created,
 /// and never silently overwritten when it holds earlier results.
-pub async fn open(path: &Path, resume: bool) -> Result<Sink, Failure> {
+pub fn open(path: &Path, resume: bool) -> Result<Sink, Failure> {
     if is_dash(path) {
-        return Ok(Box::new(tokio::io::stdout()));
+        return Ok(Box::new(std::io::stdout()));
     }
     let shown = path.display();
     if !resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
@@ -28,13 +30,12 @@ pub async fn open(path: &Path, resume: bool) -> Result<Sink, Failure> {
             "{shown} already holds results: pass --resume to continue that run, or remove it"
         )));
     }
-    let file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(resume)
         .write(true)
         .truncate(!resume)
         .open(path)
-        .await
         .map_err(|e| Failure::usage(format!("cannot write the output {shown}: {e}")))?;
     Ok(Box::new(file))
 }
@@ -52,14 +53,16 @@ const BATCH: usize = 64 * 1024;
 
 /// Writes each record on its own line as it arrives, flushing whenever no more are waiting, so
 /// the output is current even if the process is killed. Ends when every sender is gone.
-pub async fn write_records(
+/// Blocking: run it on a thread of its own (`spawn_blocking`), where a write is one system
+/// call rather than a hop to the blocking pool and back for each batch.
+pub fn write_records(
     mut sink: Sink,
     mut records: mpsc::Receiver<Record>,
     progress: Arc<Progress>,
 ) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = records.recv().await {
+    while let Some(first) = records.blocking_recv() {
         let mut next = Some(first);
         while let Some(record) = next {
             serde_json::to_writer(&mut batch, &record)?;
@@ -71,11 +74,11 @@ pub async fn write_records(
                 None
             };
         }
-        sink.write_all(&batch).await?;
-        sink.flush().await?;
+        sink.write_all(&batch)?;
+        sink.flush()?;
         batch.clear();
     }
-    sink.shutdown().await?;
+    sink.flush()?;
     Ok(tally)
 }
 
