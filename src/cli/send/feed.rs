@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use gcm_ccs::{Finished, InFlight, Outgoing, Record, Sender};
 use tokio::io::AsyncBufRead;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -99,7 +99,7 @@ pub enum Halt {
 pub struct Feeder<'a> {
     pub senders: Senders,
     pub done: &'a Done,
-    pub records: mpsc::Sender<Record>,
+    pub records: mpsc::Sender<Vec<Record>>,
     /// Messages handed over, to [`land`].
     pub flights: mpsc::UnboundedSender<Flight>,
     /// Outcomes not yet handed to the writer: bounds memory whatever the input size (and
@@ -129,7 +129,7 @@ impl Feeder<'_> {
             let outgoing = match line.parse() {
                 Ok(outgoing) => outgoing,
                 Err(rejected) => {
-                    let _ = self.records.send(rejected.at_line(number)).await;
+                    let _ = self.records.send(vec![rejected.at_line(number)]).await;
                     continue;
                 }
             };
@@ -160,7 +160,10 @@ impl Feeder<'_> {
     }
 }
 
-/// One message handed to a sender, with the slot it holds until its record is written.
+/// Most records handed to the writer at once.
+const LANDED_BATCH: usize = 256;
+
+/// One message handed to a sender, with the slot it holds until its record is made.
 pub struct Flight {
     outcome: Outcome,
     sending: InFlight,
@@ -172,10 +175,14 @@ pub struct Flight {
 /// has its outcome. `refused` is notified when the server refused the key.
 pub async fn land(
     mut flights: mpsc::UnboundedReceiver<Flight>,
-    records: mpsc::Sender<Record>,
+    records: mpsc::Sender<Vec<Record>>,
     progress: Arc<Progress>,
     refused: Arc<Notify>,
 ) {
+    let record = |(outcome, finished, slot): (Outcome, Finished, OwnedSemaphorePermit)| {
+        drop(slot);
+        outcome.record(finished, &progress, &refused)
+    };
     let mut flying = FuturesUnordered::new();
     let mut feeding = true;
     loop {
@@ -186,11 +193,18 @@ pub async fn land(
                 }),
                 None => feeding = false,
             },
-            Some((outcome, finished, slot)) = flying.next() => {
-                if let Some(record) = outcome.record(finished, &progress, &refused) {
-                    let _ = records.send(record).await;
+            Some(landed) = flying.next() => {
+                // With the others that landed meanwhile: one hand-off to the writer for all.
+                let mut batch: Vec<Record> = record(landed).into_iter().collect();
+                while batch.len() < LANDED_BATCH {
+                    match flying.next().now_or_never() {
+                        Some(Some(landed)) => batch.extend(record(landed)),
+                        _ => break,
+                    }
                 }
-                drop(slot);
+                if !batch.is_empty() {
+                    let _ = records.send(batch).await;
+                }
             }
             else => return,
         }

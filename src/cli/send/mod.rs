@@ -118,7 +118,8 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);
     let reporter = Reporter::start(progress.clone(), total);
-    let (records, rx) = mpsc::channel(1024);
+    // Batches of at most feed::LANDED_BATCH records.
+    let (records, rx) = mpsc::channel(64);
     let writer = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || output::write_records(sink, rx, progress))

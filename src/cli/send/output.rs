@@ -57,17 +57,19 @@ const BATCH: usize = 64 * 1024;
 /// call rather than a hop to the blocking pool and back for each batch.
 pub fn write_records(
     mut sink: Sink,
-    mut records: mpsc::Receiver<Record>,
+    mut records: mpsc::Receiver<Vec<Record>>,
     progress: Arc<Progress>,
 ) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = records.blocking_recv() {
         let mut next = Some(first);
-        while let Some(record) = next {
-            serde_json::to_writer(&mut batch, &record)?;
-            batch.push(b'\n');
-            count(&mut tally, &progress, record);
+        while let Some(landed) = next {
+            for record in landed {
+                serde_json::to_writer(&mut batch, &record)?;
+                batch.push(b'\n');
+                count(&mut tally, &progress, record);
+            }
             next = if batch.len() < BATCH {
                 records.try_recv().ok()
             } else {
