@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::common::{Failure, Interrupts};
 use super::exit;
 use super::redis_args::RedisArgs;
-use super::sender_args::{SenderArgs, webpush_capacity};
+use super::sender_args::{self, SenderArgs};
 
 /// Send the messages producers put on a Redis stream, as one consumer of its group.
 #[derive(Debug, clap::Args)]
@@ -142,10 +142,7 @@ pub async fn run(args: RelayArgs) -> Result<u8, Failure> {
             None
         }
     };
-    cfg.capacity = ccs
-        .as_ref()
-        .map_or(0, |p| p.capacity())
-        .max(webpush.as_ref().map_or(0, webpush_capacity));
+    cfg.capacity = sender_args::capacity(ccs.as_ref(), webpush.as_ref());
     cfg.validate()?;
     let mut interrupts = Interrupts::new()?;
     let mut builder = Sender::builder();

@@ -126,7 +126,8 @@ impl Plan {
     }
 }
 
-/// Messages a Web Push sender may have between reading and their outcome at once.
-pub fn webpush_capacity(cfg: &WebPushConfig) -> usize {
-    HTTP_QUEUE + cfg.max_concurrent_per_origin
+/// Messages that may be between reading and their outcome at once with these transports.
+pub fn capacity(ccs: Option<&Plan>, webpush: Option<&WebPushConfig>) -> usize {
+    let webpush = webpush.map_or(0, |cfg| HTTP_QUEUE + cfg.max_concurrent_per_origin);
+    ccs.map_or(0, Plan::capacity).max(webpush)
 }

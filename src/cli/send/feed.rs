@@ -179,10 +179,6 @@ pub async fn land(
     progress: Arc<Progress>,
     refused: Arc<Notify>,
 ) {
-    let record = |(outcome, finished, slot): (Outcome, Finished, OwnedSemaphorePermit)| {
-        drop(slot);
-        outcome.record(finished, &progress, &refused)
-    };
     let mut flying = FuturesUnordered::new();
     let mut feeding = true;
     loop {
@@ -193,18 +189,24 @@ pub async fn land(
                 }),
                 None => feeding = false,
             },
-            Some(landed) = flying.next() => {
+            Some(first) = flying.next() => {
                 // With the others that landed meanwhile: one hand-off to the writer for all.
-                let mut batch: Vec<Record> = record(landed).into_iter().collect();
-                while batch.len() < LANDED_BATCH {
-                    match flying.next().now_or_never() {
-                        Some(Some(landed)) => batch.extend(record(landed)),
-                        _ => break,
-                    }
+                // Their slots are given back once the writer has the records, so the slots
+                // bound what is between reading and writing.
+                let (mut batch, mut slots) = (Vec::new(), Vec::new());
+                let mut next = Some(first);
+                while let Some((outcome, finished, slot)) = next {
+                    batch.extend(outcome.record(finished, &progress, &refused));
+                    slots.push(slot);
+                    next = match slots.len() < LANDED_BATCH {
+                        true => flying.next().now_or_never().flatten(),
+                        false => None,
+                    };
                 }
                 if !batch.is_empty() {
                     let _ = records.send(batch).await;
                 }
+                drop(slots);
             }
             else => return,
         }

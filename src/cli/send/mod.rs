@@ -24,7 +24,7 @@ use self::progress::{Progress, Reporter};
 use self::record::Done;
 use super::common::{Failure, Interrupts, is_dash};
 use super::exit;
-use super::sender_args::{Plan, SenderArgs, webpush_capacity};
+use super::sender_args::{self, Plan, SenderArgs};
 use super::summary::{Summary, print_summary};
 
 /// Send every message of an NDJSON file and write one outcome line per input line.
@@ -99,10 +99,7 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         ));
     }
     let (ccs, webpush) = plan(&args.sending)?;
-    let capacity = ccs
-        .as_ref()
-        .map_or(0, Plan::capacity)
-        .max(webpush.as_ref().map_or(0, webpush_capacity));
+    let capacity = sender_args::capacity(ccs.as_ref().ok(), webpush.as_ref());
     let webpush = match webpush {
         Some(cfg) => Some(Sender::builder().webpush(cfg).build().await?.0),
         None => None,
