@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod builder;
+mod encode;
 mod error;
 mod json;
 mod validate;
@@ -63,6 +64,16 @@ pub enum Priority {
     Normal,
     /// Wakes a sleeping device.
     High,
+}
+
+impl Priority {
+    /// `"normal"` or `"high"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
 }
 
 impl FromStr for Priority {

@@ -638,6 +638,43 @@ proptest! {
     }
 
     #[test]
+    fn the_stanza_writer_matches_serde(v in message_object()) {
+        if let Ok(m) = Message::from_json_value(v) {
+            prop_assert_eq!(stanza(&m), serde_stanza(&m));
+        }
+    }
+
+    #[test]
+    fn the_stanza_writer_matches_serde_for_any_text(
+        to in "[a-zA-Z0-9_:-]{1,20}",
+        data in prop::collection::btree_map(any::<String>(), any::<String>(), 0..4),
+        flags in any::<[bool; 5]>(),
+        ttl in prop::option::of(0..=MAX_TTL),
+        priority in prop::option::of(prop_oneof![Just(Priority::Normal), Just(Priority::High)]),
+        title in prop::option::of(any::<String>()),
+    ) {
+        let mut b = Message::to(to)
+            .content_available(flags[0])
+            .mutable_content(flags[1])
+            .delay_while_idle(flags[2])
+            .delivery_receipt_requested(flags[3])
+            .dry_run(flags[4])
+            .data_map(data.into_iter().map(|(k, v)| (k, Value::from(v))).collect());
+        if let Some(ttl) = ttl {
+            b = b.time_to_live(ttl);
+        }
+        if let Some(priority) = priority {
+            b = b.priority(priority).collapse_key("k&<\"\u{1}");
+        }
+        if let Some(title) = title {
+            b = b.notification(Notification { title: Some(title), ..Notification::default() });
+        }
+        if let Ok(m) = b.build() {
+            prop_assert_eq!(stanza(&m), serde_stanza(&m));
+        }
+    }
+
+    #[test]
     fn whatever_validates_round_trips(v in message_object()) {
         if let Ok(m) = Message::from_json_value(v) {
             let json = m.to_json();
@@ -646,4 +683,18 @@ proptest! {
             prop_assert_eq!(again, Ok(m));
         }
     }
+}
+
+/// What [`Message::write_stanza`] writes, or its error.
+fn stanza(m: &Message) -> Result<String, String> {
+    let mut out = Vec::new();
+    m.write_stanza(&mut out).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).expect("UTF-8"))
+}
+
+/// The stanza of `m` serialized by serde, the reference.
+fn serde_stanza(m: &Message) -> Result<String, String> {
+    let mut out = Vec::new();
+    crate::wire::write::gcm_message_of(&mut out, m.message_id(), m).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8(out).expect("UTF-8"))
 }

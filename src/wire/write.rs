@@ -590,5 +590,9 @@ fn replace_char(out: &mut Vec<u8>, _: char) -> Result<(), Infallible> {
     Ok(())
 }
 
+mod json;
+
+pub use json::{JsonObject, gcm_message_with};
+
 #[cfg(test)]
 mod tests;

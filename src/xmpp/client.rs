@@ -1,6 +1,7 @@
 //! The [`Client`] facade: submit messages, await their [`PendingAck`], read the counters,
 //! close. Its [`Incoming`] half carries upstream messages and receipts.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -15,6 +16,7 @@ use super::connector::{Connector, TlsConnector};
 use super::events::{Event, Events};
 use super::incoming::Incoming;
 use super::io::Routes;
+use super::outbound::Stanza;
 use super::pool::Job;
 use super::shell::{Command, Reply, Shell, Startup, Wiring};
 use super::stats::{Stats, StatsSnapshot};
@@ -22,10 +24,14 @@ use crate::error::{ConnectError, SendError};
 use crate::inbound::Ack;
 use crate::message::Message;
 use crate::message::ValidationError;
-use crate::wire;
 
 /// Connection events queued for the shell before readers wait.
 const CONN_EVENTS: usize = 1024;
+
+thread_local! {
+    /// Where [`Client::submit`] writes each stanza before copying it out.
+    static STANZA: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A CCS client: a pool of XMPP connections for one sender id. Clone it freely; all clones
 /// share the same connections. Dropping every clone closes the client gracefully.
@@ -151,19 +157,22 @@ impl Client {
     /// with its outcome. Waits while the queue is full (backpressure). Dropping the
     /// `PendingAck` does not cancel the send.
     pub async fn submit(&self, msg: Message) -> Result<PendingAck, SendError> {
-        let mut stanza = Vec::with_capacity(msg.payload_size() + 256);
-        wire::write::gcm_message_of(&mut stanza, msg.message_id(), &msg).map_err(|e| {
-            ValidationError::InvalidField {
-                field: "payload".into(),
-                reason: e.to_string(),
-            }
+        let stanza = STANZA.with_borrow_mut(|buf| {
+            buf.clear();
+            msg.write_stanza(buf)
+                .map_err(|e| ValidationError::InvalidField {
+                    field: "payload".into(),
+                    reason: e.to_string(),
+                })?;
+            // One allocation of the exact size; the buffer stays for the next message.
+            Ok::<_, ValidationError>(Stanza::from(buf.as_slice()))
         })?;
         let id: Arc<str> = Arc::from(msg.message_id());
         let (reply, rx) = oneshot::channel();
         let job = Job {
             id: id.clone(),
             target: Arc::from(msg.target_str()),
-            stanza: stanza.into(),
+            stanza,
             attempts: 0,
             submitted_at: Instant::now(),
             reply,

@@ -107,7 +107,7 @@ impl Delivery {
             return false;
         }
         let AckRoute { writer, permit } = self.ack;
-        writer.send(Outbound::Reply(stanza.into(), permit)).is_ok()
+        writer.send(Outbound::Reply(stanza, permit)).is_ok()
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -19,7 +18,7 @@ use tracing::{debug, trace};
 use super::config::Config;
 use super::events::ConnId;
 use super::incoming::{AckRoute, Delivery, IncomingMessage};
-use super::outbound::Outbound;
+use super::outbound::{Outbound, Stanza};
 use super::session::{self, Established};
 use super::stats::Stats;
 use super::transcript::{Direction, Transcript};
@@ -107,7 +106,7 @@ impl Link {
     }
 
     /// Queues a stanza; a dead writer has reported (or will report) the close.
-    pub fn send(&self, stanza: Bytes) {
+    pub fn send(&self, stanza: Stanza) {
         let _ = self.tx.send(Outbound::Stanza(stanza));
     }
 
@@ -435,7 +434,7 @@ fn answer_iq(iq: &Element, writer: &mpsc::UnboundedSender<Outbound>, permit: Own
         // Results (our pongs, a late session result) and errors need no answer.
         _ => return,
     }
-    let _ = writer.send(Outbound::Reply(buf.into(), permit));
+    let _ = writer.send(Outbound::Reply(buf, permit));
 }
 
 #[cfg(test)]
@@ -468,7 +467,7 @@ mod tests {
             events: routes.events,
         };
         let task = tokio::spawn(writer.run(ours, rx));
-        tx.send(Outbound::Stanza(Bytes::from(vec![b' '; 1024])))
+        tx.send(Outbound::Stanza(Stanza::from(vec![b' '; 1024])))
             .unwrap();
         let started = tokio::time::Instant::now();
         let Some(ConnEvent::Closed { conn, reason }) = reports.recv().await else {

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Action, ConnId, Job, Pool};
@@ -15,6 +14,7 @@ use crate::inbound::{Ack, Control, Inbound, Nack, NackCode};
 use crate::xmpp::completion::Completion;
 use crate::xmpp::config::{Config, Credentials};
 use crate::xmpp::events::Event;
+use crate::xmpp::outbound::Stanza;
 use crate::xmpp::stats::Stats;
 
 /// The test configuration: 2 connections, window 3, short clocks.
@@ -138,7 +138,7 @@ impl Harness {
         let job = Job {
             id: Arc::from(id.as_str()),
             target: Arc::from(target),
-            stanza: Bytes::from(id),
+            stanza: Stanza::from(id.as_bytes()),
             attempts: 0,
             submitted_at: self.now,
             reply: n,

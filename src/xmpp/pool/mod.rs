@@ -23,7 +23,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
@@ -36,6 +35,7 @@ use self::timers::{Timer, Timers};
 use super::completion::Completion;
 use super::config::Config;
 use super::events::{ConnId, Event};
+use super::outbound::Stanza;
 use super::stats::Stats;
 use super::window::InsertError;
 use crate::backoff;
@@ -49,7 +49,7 @@ pub(crate) struct Job<R> {
     pub id: Arc<str>,
     pub target: Arc<str>,
     /// The complete, escaped `<message>` stanza, encoded once at submission.
-    pub stanza: Bytes,
+    pub stanza: Stanza,
     /// Sends so far.
     pub attempts: u32,
     pub submitted_at: Instant,
@@ -62,7 +62,7 @@ pub(crate) enum Action<R> {
     /// `on_connect_failed`.
     Connect(ConnId),
     /// Write these bytes on `conn`.
-    Write(ConnId, Bytes),
+    Write(ConnId, Stanza),
     /// Send `</stream:stream>` on `conn` and let it go: the pool has forgotten it (its window
     /// was requeued), and ignores whatever it still reports.
     Close(ConnId),
