@@ -65,6 +65,9 @@ impl Outgoing {
     /// "urgency": "high", "topic": "t"}` for a browser (`message_id` optional in both).
     /// Every error names the field.
     pub fn from_json(line: &str) -> Result<Outgoing, ValidationError> {
+        if let Some(message) = crate::message::read_direct(line) {
+            return Ok(Outgoing::Message(message));
+        }
         let value: Value =
             serde_json::from_str(line).map_err(|e| ValidationError::Json(e.to_string()))?;
         Outgoing::from_json_value(value)

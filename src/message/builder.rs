@@ -92,7 +92,10 @@ impl MessageBuilder {
 
     /// Adds all entries of `map` to `data` (an empty map still yields `"data":{}`).
     pub fn data_map(mut self, map: Map<String, Value>) -> Self {
-        self.data_entries().extend(map);
+        match &mut self.options.data {
+            Some(data) => data.extend(map),
+            None => self.options.data = Some(map),
+        }
         self
     }
 

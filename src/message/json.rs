@@ -1,9 +1,75 @@
 //! Reading a downstream message from JSON: each top-level member with its JSON type checked.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::validate::{check_ttl, http_only, invalid};
-use super::{MessageBuilder, Notification, ValidationError};
+use super::{Message, MessageBuilder, Notification, ValidationError};
+
+/// The top-level members a downstream object may have, for [`read_direct`]'s check for repeats.
+const MEMBERS: [&str; 13] = [
+    "to",
+    "condition",
+    "message_id",
+    "collapse_key",
+    "priority",
+    "content_available",
+    "mutable_content",
+    "time_to_live",
+    "delay_while_idle",
+    "delivery_receipt_requested",
+    "dry_run",
+    "data",
+    "notification",
+];
+
+/// `line` read member by member straight into a builder, without a map of the whole object
+/// first. `None` for anything but a valid message without repeated members (not an object,
+/// an unknown or repeated member, any error): reading it as a value then gives the answer
+/// (the same for every valid message, and the error for the rest).
+pub(crate) fn read_direct(line: &str) -> Option<Message> {
+    serde_json::from_str::<Direct>(line).ok()?.0?.build().ok()
+}
+
+/// A builder, or `None` where [`read_direct`] gives up.
+struct Direct(Option<MessageBuilder>);
+
+impl<'de> Deserialize<'de> for Direct {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DirectVisitor)
+    }
+}
+
+struct DirectVisitor;
+
+impl<'de> Visitor<'de> for DirectVisitor {
+    type Value = Direct;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a downstream message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Direct, A::Error> {
+        let (mut builder, mut seen) = (MessageBuilder::default(), 0u16);
+        while let Some(key) = members.next_key::<Cow<'de, str>>()? {
+            let Some(at) = MEMBERS.iter().position(|m| *m == key) else {
+                return Ok(Direct(None));
+            };
+            if seen & (1 << at) != 0 {
+                return Ok(Direct(None));
+            }
+            seen |= 1 << at;
+            match builder.json_field(&key, members.next_value()?) {
+                Ok(b) => builder = b,
+                Err(_) => return Ok(Direct(None)),
+            }
+        }
+        Ok(Direct(Some(builder)))
+    }
+}
 
 impl MessageBuilder {
     /// Applies one top-level member of a downstream JSON object, checking its JSON type.

@@ -21,7 +21,7 @@ mod tests;
 
 pub use builder::MessageBuilder;
 pub use error::ValidationError;
-pub(crate) use json::json_type;
+pub(crate) use json::{json_type, read_direct};
 use validate::{invalid, map_payload_size};
 
 /// Largest accepted `time_to_live`, in seconds (28 days).
@@ -210,6 +210,9 @@ impl Message {
     /// Parses one downstream JSON object (e.g. an NDJSON line). `message_id` is optional:
     /// a fresh one is generated when absent.
     pub fn from_json(line: &str) -> Result<Message, ValidationError> {
+        if let Some(message) = read_direct(line) {
+            return Ok(message);
+        }
         let value = serde_json::from_str(line).map_err(|e| ValidationError::Json(e.to_string()))?;
         Self::from_json_value(value)
     }

@@ -675,6 +675,19 @@ proptest! {
     }
 
     #[test]
+    fn reading_directly_agrees_with_reading_a_value(mut v in message_object()) {
+        // A fixed id, so that both readings cannot differ by a generated one.
+        if let Value::Object(fields) = &mut v {
+            fields.entry("message_id").or_insert_with(|| "m-1".into());
+        }
+        let line = v.to_string();
+        let via_value = Message::from_json_value(v);
+        if let Some(direct) = read_direct(&line) {
+            prop_assert_eq!(Ok(direct), via_value);
+        }
+    }
+
+    #[test]
     fn whatever_validates_round_trips(v in message_object()) {
         if let Ok(m) = Message::from_json_value(v) {
             let json = m.to_json();
@@ -697,4 +710,25 @@ fn serde_stanza(m: &Message) -> Result<String, String> {
     let mut out = Vec::new();
     crate::wire::write::gcm_message_of(&mut out, m.message_id(), m).map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).expect("UTF-8"))
+}
+
+#[test]
+fn common_lines_are_read_directly_and_the_rest_falls_back() {
+    let line = r#"{"to":"tok","data":{"text":"hi","n":1},"time_to_live":60,"message_id":"a"}"#;
+    let direct = read_direct(line).expect("read directly");
+    assert_eq!(Ok(&direct), Message::from_json(line).as_ref());
+    assert_eq!(direct.data().map(Map::len), Some(2));
+    for line in [
+        r#"{"to":"a","to":"b"}"#,
+        r#"{"to":"a","subscription":{}}"#,
+        r#"{"to":"a","time_to_live":-1}"#,
+        r#"{"data":{}}"#,
+        r#"["to"]"#,
+        r#"{"to":"a"} x"#,
+    ] {
+        assert!(read_direct(line).is_none(), "{line}");
+    }
+    // The fallback keeps today's answers: the last of repeated members wins.
+    let repeated = Message::from_json(r#"{"to":"a","to":"b"}"#).expect("valid");
+    assert_eq!(repeated.target_str(), "b");
 }
