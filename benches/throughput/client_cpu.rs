@@ -5,6 +5,8 @@
 //!   start-up, the line count, TLS, everything);
 //! - `library`: `Client::submit` of pre-built messages, every outcome awaited (the send phase
 //!   only, measured by the child itself, which also counts its allocations there);
+//! - `library, mimalloc`: the same on mimalloc (what the choice of allocator, which is the
+//!   application's, is worth: `gcm-ccs` itself runs on it);
 //! - `floor`: a minimal client on the same TLS stack and runtime that writes pre-serialized
 //!   stanzas with at most 100 outstanding and finds acks by byte scanning (send phase only).
 //!
@@ -27,6 +29,8 @@ use crate::{baseline, cpu, stack};
 /// Set (to `library` or `floor`), the bench binary is a client of the emulator whose
 /// address, CA file, message count and report path are its arguments.
 pub const CLIENT_MODE: &str = "GCM_CCS_BENCH_CLIENT";
+/// Set, the bench binary allocates with mimalloc instead of the system allocator.
+pub const MIMALLOC: &std::ffi::CStr = c"GCM_CCS_BENCH_MIMALLOC";
 
 /// The targets, µs of client CPU per message, and the floor ratio of the library.
 const SEND_TARGET_US: f64 = 4.0;
@@ -62,6 +66,7 @@ pub struct Figure {
     messages: usize,
     send: Vec<Run>,
     library: Vec<Run>,
+    library_mimalloc: Vec<Run>,
     floor: Vec<Run>,
 }
 
@@ -87,17 +92,20 @@ impl Figure {
 
     pub fn json(&self) -> serde_json::Value {
         let floor = self.floor_us();
-        let (send, library) = (
+        let (send, library, library_mimalloc) = (
             median(&self.send, |r| r.client_us),
             median(&self.library, |r| r.client_us),
+            median(&self.library_mimalloc, |r| r.client_us),
         );
         json!({
             "messages": self.messages,
             "send": self.row(&self.send),
             "library": self.row(&self.library),
+            "library_mimalloc": self.row(&self.library_mimalloc),
             "floor": self.row(&self.floor),
             "send_vs_floor": send / floor,
             "library_vs_floor": library / floor,
+            "library_mimalloc_vs_floor": library_mimalloc / floor,
             "targets": { "send_us": SEND_TARGET_US, "library_us": LIBRARY_TARGET_US,
                 "library_vs_floor": FLOOR_RATIO_TARGET, "allocs_per_msg": ALLOCS_TARGET,
                 "emulator_us": EMULATOR_TARGET_US },
@@ -109,12 +117,17 @@ impl Figure {
         for (name, runs, target) in [
             ("send", &self.send, Some(SEND_TARGET_US)),
             ("library", &self.library, Some(LIBRARY_TARGET_US)),
+            (
+                "library, mimalloc",
+                &self.library_mimalloc,
+                Some(LIBRARY_TARGET_US),
+            ),
             ("floor", &self.floor, None),
         ] {
             let us = median(runs, |r| r.client_us);
             let allocs = median(runs, |r| r.allocs);
             eprintln!(
-                "client CPU, {name:<8} {us:>6.2} µs/msg  {:>5.2}× floor  {:>8.0} msgs/s  emulator {:>5.2} µs/msg{}{}",
+                "client CPU, {name:<17} {us:>6.2} µs/msg  {:>5.2}× floor  {:>8.0} msgs/s  emulator {:>5.2} µs/msg{}{}",
                 us / floor,
                 median(runs, |r| r.msgs_per_s),
                 median(runs, |r| r.emulator_us),
@@ -138,14 +151,20 @@ pub async fn measure(n: usize, rounds: usize) -> Figure {
         messages: n,
         send: Vec::new(),
         library: Vec::new(),
+        library_mimalloc: Vec::new(),
         floor: Vec::new(),
     };
     for _ in 0..rounds {
         figure.send.push(run_send(dir.path(), &input, n).await);
         figure
             .library
-            .push(run_child("library", dir.path(), n).await);
-        figure.floor.push(run_child("floor", dir.path(), n).await);
+            .push(run_child("library", dir.path(), n, false).await);
+        figure
+            .library_mimalloc
+            .push(run_child("library", dir.path(), n, true).await);
+        figure
+            .floor
+            .push(run_child("floor", dir.path(), n, false).await);
     }
     figure
 }
@@ -267,10 +286,14 @@ pub(crate) async fn run_send(dir: &Path, input: &Path, n: usize) -> Run {
     }
 }
 
-async fn run_child(mode: &str, dir: &Path, n: usize) -> Run {
+async fn run_child(mode: &str, dir: &Path, n: usize, mimalloc: bool) -> Run {
     let emu = EmulatorProcess::start(dir);
     let report = dir.join(format!("{mode}.json"));
-    let child = Command::new(std::env::current_exe().expect("bench binary"))
+    let mut child = Command::new(std::env::current_exe().expect("bench binary"));
+    if mimalloc {
+        child.env(MIMALLOC.to_str().expect("ASCII"), "1");
+    }
+    let child = child
         .env(CLIENT_MODE, mode)
         .arg(emu.addr.to_string())
         .arg(&emu.ca)
