@@ -120,7 +120,7 @@ pub fn count_lines(path: &Path) -> std::io::Result<u64> {
         if n == 0 {
             return Ok(lines + u64::from(last != b'\n'));
         }
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
         last = buf[n - 1];
     }
 }

@@ -241,8 +241,10 @@ fn plan(args: &SenderArgs) -> Result<(Result<Plan, Failure>, Option<WebPushConfi
     }
 }
 
-/// The input stream, and its line count when it is a file.
-fn open_input(path: &Path) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Option<u64>), Failure> {
+/// The input stream, and the file whose lines the progress display counts.
+fn open_input(
+    path: &Path,
+) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Option<PathBuf>), Failure> {
     if is_dash(path) {
         return Ok((Box::new(BufReader::new(tokio::io::stdin())), None));
     }
@@ -250,11 +252,10 @@ fn open_input(path: &Path) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Opti
         Failure::usage(format!("cannot read the input {}: {e}", path.display()))
     };
     let file = std::fs::File::open(path).map_err(cannot)?;
-    let total = input::count_lines(path).map_err(cannot)?;
     let file = tokio::fs::File::from_std(file);
     Ok((
         Box::new(BufReader::with_capacity(256 * 1024, file)),
-        Some(total),
+        Some(path.to_owned()),
     ))
 }
 

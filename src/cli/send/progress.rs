@@ -2,6 +2,7 @@
 //! a plain line every few seconds otherwise.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use gcm_ccs::Outcome;
+
+use super::input;
 
 /// Counters shared by the reading loop, the message tasks and the writer.
 #[derive(Debug, Default)]
@@ -75,8 +78,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts showing `progress`; `total` is the input's line count when known.
-    pub fn start(progress: Arc<Progress>, total: Option<u64>) -> Reporter {
+    /// Starts showing `progress` of the lines in `input` (a file, when it is one). A
+    /// terminal's bar counts them at once; the plain lines only when the first is due, so a
+    /// short run never reads its input twice.
+    pub fn start(progress: Arc<Progress>, input: Option<PathBuf>) -> Reporter {
         let started = Instant::now();
         let first = progress.done.load(Relaxed);
         let rate = move |p: &Progress| {
@@ -87,18 +92,27 @@ impl Reporter {
             let task = tokio::spawn(async move {
                 let period = Duration::from_secs(5);
                 let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+                tick.tick().await;
+                let total = match input {
+                    Some(path) => tokio::task::spawn_blocking(move || count_lines(&path))
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => None,
+                };
                 loop {
-                    tick.tick().await;
                     let done = progress.done.load(Relaxed);
                     let of = total.map(|t| format!("/{t}")).unwrap_or_default();
                     eprintln!(
                         "progress: {done}{of} lines · {}",
                         progress.counts(rate(&progress))
                     );
+                    tick.tick().await;
                 }
             });
             return Reporter { task, bar: None };
         }
+        let total = input.as_deref().and_then(count_lines);
         let (bar, template) = match total {
             Some(t) => (ProgressBar::new(t), "{bar:30} {pos}/{len} {msg}"),
             None => (ProgressBar::new_spinner(), "{spinner} {pos} lines {msg}"),
@@ -136,4 +150,9 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The line count of `path`, if it can be read (else the display goes without a total).
+fn count_lines(path: &Path) -> Option<u64> {
+    input::count_lines(path).ok()
 }
