@@ -65,8 +65,9 @@ pub use sender::{Finished, InFlight, Route, Sender, SenderBuilder};
 pub use wire::{Limits, WireError};
 pub use xmpp::config::{GCM_DOMAIN, MAX_CONNECTIONS, MAX_WINDOW};
 pub use xmpp::{
-    Client, Completion, Config, ConnId, Credentials, Delivery, Direction, Endpoint, Event, Events,
-    Incoming, IncomingMessage, PendingAck, ReconnectPolicy, StatsSnapshot, Transcript,
+    Batch, Client, Completion, CompletionQueue, Completions, Config, ConnId, Credentials, Delivery,
+    Direction, Endpoint, Event, Events, Incoming, IncomingMessage, PendingAck, ReconnectPolicy,
+    StatsSnapshot, Transcript,
 };
 
 /// Internals for the fuzz targets, benchmarks and tests (feature `unstable`): the wire codec

@@ -3,7 +3,8 @@
 //!
 //! - `send`: the real `gcm-ccs send` on an NDJSON file, results written (the whole process:
 //!   start-up, the line count, TLS, everything);
-//! - `library`: `Client::submit` of pre-built messages, every outcome awaited (the send phase
+//! - `library`: `Client::submit_to` of pre-built messages, every outcome read from a
+//!   completion queue (the send phase
 //!   only, measured by the child itself, which also counts its allocations there);
 //! - `library, mimalloc`: the same on mimalloc (what the choice of allocator, which is the
 //!   application's, is worth: `gcm-ccs` itself runs on it);

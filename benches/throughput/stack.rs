@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use gcm_ccs::emulator::{Emulator, EmulatorConfig, Reply, Rule, Script};
-use gcm_ccs::{Client, Message, PendingAck};
+use gcm_ccs::{Client, CompletionQueue, Message, PendingAck};
 use tokio::sync::mpsc;
 
 pub const SENDER: &str = "123456789012";
@@ -110,17 +110,22 @@ pub async fn throughput(client: &Client, texts: &[String], n: usize) -> Duration
     started.elapsed()
 }
 
-/// Submits every message as fast as the client takes them and awaits every outcome.
+/// Submits every message as fast as the client takes them and awaits every outcome (each
+/// must be an ack), through a completion queue.
 pub async fn submit_all(client: &Client, messages: impl IntoIterator<Item = Message>) {
-    let messages = messages.into_iter();
-    let (tx, done) = collector(messages.size_hint().0);
-    let started = Instant::now();
-    for msg in messages {
-        let p = client.submit(msg).await.expect("submit");
-        tx.send((started, p)).await.expect("collector");
+    let (queue, mut completions) = CompletionQueue::channel();
+    let landing = tokio::spawn(async move {
+        while let Some(batch) = completions.recv().await {
+            for (_, done) in batch {
+                done.result.expect("acked");
+            }
+        }
+    });
+    for (tag, msg) in (0u64..).zip(messages) {
+        client.submit_to(msg, tag, &queue).await.expect("submit");
     }
-    drop(tx);
-    done.await.expect("collector");
+    drop(queue);
+    landing.await.expect("landing");
 }
 
 /// Sends `n` messages paced at `rate` per second; returns submit→ack latencies.

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::completion::Completion;
+use super::completion::{Completion, CompletionQueue, Reply};
 use super::config::Config;
 use super::connector::{Connector, TlsConnector};
 use super::events::{Event, Events};
@@ -18,7 +18,7 @@ use super::incoming::Incoming;
 use super::io::Routes;
 use super::outbound::Stanza;
 use super::pool::Job;
-use super::shell::{Command, Reply, Shell, Startup, Wiring};
+use super::shell::{Command, Shell, Startup, Wiring};
 use super::stats::{Stats, StatsSnapshot};
 use crate::error::{ConnectError, SendError};
 use crate::inbound::Ack;
@@ -157,6 +157,29 @@ impl Client {
     /// with its outcome. Waits while the queue is full (backpressure). Dropping the
     /// `PendingAck` does not cancel the send.
     pub async fn submit(&self, msg: Message) -> Result<PendingAck, SendError> {
+        let (reply, rx) = oneshot::channel();
+        let id = self.enqueue(&msg, Reply::Once(reply)).await?;
+        Ok(PendingAck { id, rx })
+    }
+
+    /// Like [`submit`](Self::submit), with the outcome delivered to `queue` under `tag`
+    /// instead of to a [`PendingAck`]: the cheaper way to keep many messages in flight.
+    /// Every message accepted here gets exactly one entry in the queue's [`Completions`].
+    ///
+    /// [`Completions`]: crate::Completions
+    pub async fn submit_to(
+        &self,
+        msg: Message,
+        tag: u64,
+        queue: &CompletionQueue,
+    ) -> Result<(), SendError> {
+        self.enqueue(&msg, Reply::Queued(tag, queue.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Encodes `msg` and queues it with `reply`; its id once accepted.
+    async fn enqueue(&self, msg: &Message, reply: Reply) -> Result<Arc<str>, SendError> {
         let stanza = STANZA.with_borrow_mut(|buf| {
             buf.clear();
             msg.write_stanza(buf)
@@ -168,7 +191,6 @@ impl Client {
             Ok::<_, ValidationError>(Stanza::from(buf.as_slice()))
         })?;
         let id: Arc<str> = Arc::from(msg.message_id());
-        let (reply, rx) = oneshot::channel();
         let job = Job {
             id: id.clone(),
             target: Arc::from(msg.target_str()),
@@ -183,7 +205,7 @@ impl Client {
             .await
             .map_err(|_| SendError::Closed)?;
         self.inner.stats.submitted();
-        Ok(PendingAck { id, rx })
+        Ok(id)
     }
 
     /// Sends `msg` and waits for its outcome.

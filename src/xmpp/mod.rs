@@ -23,7 +23,7 @@ mod transcript;
 mod window;
 
 pub use client::{Client, PendingAck};
-pub use completion::Completion;
+pub use completion::{Batch, Completion, CompletionQueue, Completions};
 pub use config::{Config, Credentials, Endpoint, ReconnectPolicy};
 pub use events::{ConnId, Event, Events};
 pub use incoming::{Delivery, Incoming, IncomingMessage};

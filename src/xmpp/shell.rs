@@ -10,16 +10,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use super::completion::Completion;
+use super::completion::{Outbox, Reply};
 use super::config::Config;
 use super::connector::{self, Connector};
 use super::events::{ConnId, Event};
 use super::io::{ConnEvent, Link, Routes};
 use super::pool::{Action, Job, Pool};
 use crate::error::ConnectError;
-
-/// How a job's outcome gets back to its [`PendingAck`](crate::PendingAck).
-pub(crate) type Reply = oneshot::Sender<Completion>;
 
 /// Connection events handled per wake-up before the loop looks at other work.
 const EVENT_BATCH: usize = 256;
@@ -63,6 +60,8 @@ pub(crate) struct Shell {
     intake_open: bool,
     commands_open: bool,
     close_waiters: Vec<oneshot::Sender<()>>,
+    /// Outcomes for completion queues, sent before the shell waits again.
+    outbox: Outbox,
 }
 
 impl Shell {
@@ -83,6 +82,7 @@ impl Shell {
             intake_open: true,
             commands_open: true,
             close_waiters: Vec::new(),
+            outbox: Outbox::default(),
         }
     }
 
@@ -110,6 +110,7 @@ impl Shell {
                 timer.as_mut().reset(due);
             }
             let take_jobs = self.intake_open && self.pool.wants_jobs(now);
+            self.outbox.flush();
             tokio::select! {
                 () = &mut timer, if deadline.is_some() => {}
                 Some(ev) = self.w.conn_rx.recv() => self.on_conn_events(ev),
@@ -204,10 +205,7 @@ impl Shell {
                         self.closing.push(link.close());
                     }
                 }
-                Action::Complete(reply, completion) => {
-                    // The caller may have dropped its PendingAck; the send still counted.
-                    let _ = reply.send(completion);
-                }
+                Action::Complete(reply, completion) => self.outbox.complete(reply, completion),
                 Action::Event(event) => {
                     self.track_startup(&event);
                     let _ = self.w.app.send(event);
@@ -246,6 +244,7 @@ impl Shell {
     async fn shutdown(mut self) {
         self.pool.shutdown();
         self.execute();
+        self.outbox.flush();
         let closing = futures_join(std::mem::take(&mut self.closing));
         tokio::pin!(closing);
         let grace = sleep_until(Instant::now() + SHUTDOWN_GRACE);
