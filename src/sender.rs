@@ -13,7 +13,7 @@ use crate::message::Message;
 use crate::outgoing::{Outgoing, Sent};
 #[cfg(feature = "webpush")]
 use crate::webpush::{Accepted, Push, Subscription, WebPushConfig, WebPushSender};
-use crate::xmpp::{Client, Config, Incoming, PendingAck};
+use crate::xmpp::{Client, Completion, CompletionQueue, Config, Incoming, PendingAck};
 
 /// How a [`Sender`] routes messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +228,26 @@ impl Sender {
         }
     }
 
+    /// Like [`start`](Self::start), with the outcome of a message that the stream alone
+    /// carries delivered to `queue` under `tag` (see [`Client::submit_to`]): `None` then.
+    /// Anything else returns what to wait on, as `start` does, and never reaches the queue.
+    pub async fn start_queued(
+        &self,
+        outgoing: Outgoing,
+        tag: u64,
+        queue: &CompletionQueue,
+    ) -> Option<InFlight> {
+        match (outgoing, &self.stream, &self.http) {
+            (Outgoing::Message(msg), Some(stream), None) => {
+                match stream.submit_to(msg, tag, queue).await {
+                    Ok(()) => None,
+                    Err(e) => Some(InFlight(Way::Stream(Err(e)))),
+                }
+            }
+            (outgoing, _, _) => Some(self.start(outgoing).await),
+        }
+    }
+
     /// Whether CCS messages have a transport (a sender for Web Push alone has none).
     pub fn sends_ccs(&self) -> bool {
         self.stream.is_some() || self.http.is_some()
@@ -277,17 +297,21 @@ pub struct Finished {
     pub attempts: Option<u32>,
 }
 
+impl From<Completion> for Finished {
+    /// The outcome of a message the stream carried.
+    fn from(done: Completion) -> Finished {
+        Finished {
+            result: done.result.map(Sent::Ack),
+            attempts: Some(done.attempts),
+        }
+    }
+}
+
 impl InFlight {
     /// Waits for the outcome.
     pub async fn finish(self) -> Finished {
         match self.0 {
-            Way::Stream(Ok(pending)) => {
-                let done = pending.completion().await;
-                Finished {
-                    result: done.result.map(Sent::Ack),
-                    attempts: Some(done.attempts),
-                }
-            }
+            Way::Stream(Ok(pending)) => pending.completion().await.into(),
             Way::Stream(Err(e)) => Finished {
                 result: Err(e),
                 attempts: Some(0),

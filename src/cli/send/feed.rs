@@ -6,7 +6,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use gcm_ccs::{Finished, InFlight, Outgoing, Record, Sender};
+use gcm_ccs::{
+    Completion, CompletionQueue, Completions, Finished, InFlight, Outgoing, Record, Sender,
+};
+use rustc_hash::FxHashMap;
 use tokio::io::AsyncBufRead;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -102,6 +105,9 @@ pub struct Feeder<'a> {
     pub records: mpsc::Sender<Vec<Record>>,
     /// Messages handed over, to [`land`].
     pub flights: mpsc::UnboundedSender<Flight>,
+    /// Where the stream reports the outcomes of the messages it alone carries, under their
+    /// line numbers, to [`land`].
+    pub queue: CompletionQueue,
     /// Outcomes not yet handed to the writer: bounds memory whatever the input size (and
     /// so what `flights` holds).
     pub slots: Arc<Semaphore>,
@@ -148,7 +154,7 @@ impl Feeder<'_> {
             // sender left to wait on (for the stream, the pending ack). Cancelled here
             // (interrupt, refused key), the message was not queued and stays without an
             // outcome for --resume.
-            let sending = sender.start(outgoing).await;
+            let sending = sender.start_queued(outgoing, number, &self.queue).await;
             self.progress.submitted.fetch_add(1, Relaxed);
             let _ = self.flights.send(Flight {
                 outcome,
@@ -166,50 +172,100 @@ const LANDED_BATCH: usize = 256;
 /// One message handed to a sender, with the slot it holds until its record is made.
 pub struct Flight {
     outcome: Outcome,
-    sending: InFlight,
+    /// `None`: the outcome comes from the completion queue.
+    sending: Option<InFlight>,
     slot: OwnedSemaphorePermit,
 }
 
 /// Waits for the outcome of every message handed over, all in this one task (not a task
-/// per message), and writes their records. Ends once the feeder is gone and every message
-/// has its outcome. `refused` is notified when the server refused the key.
+/// per message): from the completion queue for what the stream alone carries, from each
+/// [`InFlight`] for the rest. Writes their records. Ends once the feeder is gone (with its
+/// [`CompletionQueue`]) and every message has its outcome. `refused` is notified when the
+/// server refused the key.
 pub async fn land(
     mut flights: mpsc::UnboundedReceiver<Flight>,
+    mut completions: Completions,
     records: mpsc::Sender<Vec<Record>>,
     progress: Arc<Progress>,
     refused: Arc<Notify>,
 ) {
     let mut flying = FuturesUnordered::new();
+    // Queued messages by line number, and outcomes that came before their flight did.
+    let mut queued: FxHashMap<u64, (Outcome, OwnedSemaphorePermit)> = FxHashMap::default();
+    let mut early: FxHashMap<u64, Completion> = FxHashMap::default();
+    let mut landed = Landed::default();
     let mut feeding = true;
     loop {
         tokio::select! {
             flight = flights.recv(), if feeding => match flight {
-                Some(Flight { outcome, sending, slot }) => flying.push(async move {
+                Some(Flight { outcome, sending: Some(sending), slot }) => flying.push(async move {
                     (outcome, sending.finish().await, slot)
                 }),
+                Some(Flight { outcome, sending: None, slot }) => {
+                    match early.remove(&outcome.number) {
+                        Some(done) => landed.add(outcome, done.into(), slot),
+                        None => {
+                            queued.insert(outcome.number, (outcome, slot));
+                        }
+                    }
+                }
                 None => feeding = false,
             },
-            Some(first) = flying.next() => {
+            Some(batch) = completions.recv() => {
+                for (line, done) in batch {
+                    match queued.remove(&line) {
+                        Some((outcome, slot)) => landed.add(outcome, done.into(), slot),
+                        None => {
+                            early.insert(line, done);
+                        }
+                    }
+                }
+            }
+            Some((outcome, finished, slot)) = flying.next() => {
                 // With the others that landed meanwhile: one hand-off to the writer for all.
-                // Their slots are given back once the writer has the records, so the slots
-                // bound what is between reading and writing.
-                let (mut batch, mut slots) = (Vec::new(), Vec::new());
-                let mut next = Some(first);
-                while let Some((outcome, finished, slot)) = next {
-                    batch.extend(outcome.record(finished, &progress, &refused));
-                    slots.push(slot);
-                    next = match slots.len() < LANDED_BATCH {
-                        true => flying.next().now_or_never().flatten(),
-                        false => None,
-                    };
+                landed.add(outcome, finished, slot);
+                while landed.slots.len() < LANDED_BATCH
+                    && let Some(Some((outcome, finished, slot))) = flying.next().now_or_never()
+                {
+                    landed.add(outcome, finished, slot);
                 }
-                if !batch.is_empty() {
-                    let _ = records.send(batch).await;
-                }
-                drop(slots);
             }
             else => return,
         }
+        landed.hand_over(&records, &progress, &refused).await;
+    }
+}
+
+/// Outcomes that landed in one wake-up, for one hand-off to the writer.
+#[derive(Default)]
+struct Landed {
+    outcomes: Vec<(Outcome, Finished)>,
+    slots: Vec<OwnedSemaphorePermit>,
+}
+
+impl Landed {
+    fn add(&mut self, outcome: Outcome, finished: Finished, slot: OwnedSemaphorePermit) {
+        self.outcomes.push((outcome, finished));
+        self.slots.push(slot);
+    }
+
+    /// Sends the records to the writer. The slots are given back once the writer has them,
+    /// so the slots bound what is between reading and writing.
+    async fn hand_over(
+        &mut self,
+        records: &mpsc::Sender<Vec<Record>>,
+        progress: &Progress,
+        refused: &Notify,
+    ) {
+        let batch: Vec<Record> = self
+            .outcomes
+            .drain(..)
+            .filter_map(|(outcome, finished)| outcome.record(finished, progress, refused))
+            .collect();
+        if !batch.is_empty() {
+            let _ = records.send(batch).await;
+        }
+        self.slots.clear();
     }
 }
 

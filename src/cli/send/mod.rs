@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use gcm_ccs::Sender;
 use gcm_ccs::webpush::WebPushConfig;
+use gcm_ccs::{CompletionQueue, Sender};
 use tokio::io::{AsyncBufRead, BufReader};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -123,9 +123,11 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     };
     let refused = Arc::new(Notify::new());
     let (flights, in_flight) = mpsc::unbounded_channel();
+    let (queue, completions) = CompletionQueue::channel();
     // Ends after the feeder; its end closes the records channel, and so the writer.
     tokio::spawn(feed::land(
         in_flight,
+        completions,
         records.clone(),
         progress.clone(),
         refused.clone(),
@@ -138,6 +140,7 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         done: &done,
         records,
         flights,
+        queue,
         slots: Arc::new(Semaphore::new(capacity)),
         progress: progress.clone(),
         lines: 0,
@@ -160,9 +163,10 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
         lines,
         records,
         flights,
+        queue,
         ..
     } = feeder;
-    drop((records, flights));
+    drop((records, flights, queue));
     match &stop {
         Stop::Interrupted => reporter.note(&format!(
             "interrupted: waiting for the {} messages in flight (interrupt again to quit now)",
