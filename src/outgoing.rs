@@ -15,9 +15,10 @@ pub enum Outgoing {
     /// A downstream CCS message: to a registration token, topic or condition (GCM-era Chrome
     /// subscriptions, `https://android.googleapis.com/gcm/send/<id>`, become one of these).
     Message(Message),
-    /// A push to a browser's subscription over Web Push.
+    /// A push to a browser's subscription over Web Push (boxed: it is twice the size of a
+    /// message, and lines move from the reader to a sender).
     #[cfg(feature = "webpush")]
-    WebPush(WebPush),
+    WebPush(Box<WebPush>),
 }
 
 /// A Web Push message: where, what, and an id of ours for records (the push service assigns
@@ -207,11 +208,11 @@ fn web_push(
         }
         PushError::InvalidTopic { reason, .. } => invalid("topic", reason),
     })?;
-    Ok(Outgoing::WebPush(WebPush {
+    Ok(Outgoing::WebPush(Box::new(WebPush {
         id: id.unwrap_or_else(crate::message::generate_message_id),
         subscription,
         push,
-    }))
+    })))
 }
 
 #[cfg(not(feature = "webpush"))]

@@ -101,7 +101,7 @@ impl MessageBuilder {
 
     /// A display notification.
     pub fn notification(mut self, notification: Notification) -> Self {
-        self.options.notification = Some(notification);
+        self.options.notification = Some(Box::new(notification));
         self
     }
 
@@ -136,7 +136,7 @@ impl MessageBuilder {
         let notification = self
             .options
             .notification
-            .as_ref()
+            .as_deref()
             .map_or(0, Notification::payload_size);
         let payload_size = check_payload_size(data + notification)?;
         Ok(Message {

@@ -174,8 +174,9 @@ struct Options {
     dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Map<String, Value>>,
+    /// Boxed: it is large and rare, and messages and builders move often.
     #[serde(skip_serializing_if = "Option::is_none")]
-    notification: Option<Notification>,
+    notification: Option<Box<Notification>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -305,7 +306,7 @@ impl Message {
 
     /// The display notification.
     pub fn notification(&self) -> Option<&Notification> {
-        self.options.notification.as_ref()
+        self.options.notification.as_deref()
     }
 
     /// Bytes counted against [`MAX_PAYLOAD_BYTES`]: for every `data` and `notification`
