@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use rustc_hash::FxHashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -51,6 +52,7 @@ use crate::metrics::{self, Metrics};
 use crate::outgoing::Outgoing;
 use crate::record::{Outcome, Record};
 use crate::sender::{Finished, InFlight, Sender};
+use crate::xmpp::CompletionQueue;
 use crate::xmpp::Incoming;
 
 /// A relay connected to Redis, ready to [`run`](Relay::run).
@@ -173,12 +175,17 @@ impl Relay {
 
         let refused = Arc::new(AtomicBool::new(false));
         let mut held: HashSet<String> = HashSet::new();
+        // Outcomes of what the stream alone carries come through the queue, under a tag;
+        // the rest are awaited in `sending`.
         let mut sending = FuturesUnordered::new();
+        let (queue, mut completions) = CompletionQueue::channel();
+        let mut queued: FxHashMap<u64, Flight> = FxHashMap::default();
+        let mut tags = 0u64..;
         let mut deadline: Option<Instant> = None;
         tokio::pin!(stop);
         loop {
             let stopping = deadline.is_some();
-            if stopping && sending.is_empty() {
+            if stopping && sending.is_empty() && queued.is_empty() {
                 break;
             }
             tokio::select! {
@@ -201,8 +208,14 @@ impl Relay {
                         }
                         match judged {
                             Ok(outgoing) => {
-                                let flight = Flight::start(&sender, outgoing).await;
-                                sending.push(flight.finish(entry_id, permit, refused.clone()));
+                                let flight = Flight::of(&outgoing, entry_id, permit);
+                                let tag = tags.next().unwrap_or_default();
+                                match sender.start_queued(outgoing, tag, &queue).await {
+                                    None => {
+                                        queued.insert(tag, flight);
+                                    }
+                                    Some(inflight) => sending.push(flight.finish(inflight, refused.clone())),
+                                }
                             }
                             Err(dead) => {
                                 let _ = write_tx.send((*dead, permit));
@@ -210,6 +223,21 @@ impl Relay {
                         }
                     }
                     metrics.set_in_flight(held.len());
+                }
+                Some(batch) = completions.recv() => {
+                    for (tag, done) in batch {
+                        if let Some(written) = queued
+                            .remove(&tag)
+                            .and_then(|flight| flight.land(done.into(), &refused))
+                        {
+                            let _ = write_tx.send(written);
+                        }
+                    }
+                    if refused.load(Relaxed) && deadline.is_none() {
+                        warn!("the server refused the key: stopping, entries stay pending");
+                        reader.0.abort();
+                        deadline = Some(Instant::now());
+                    }
                 }
                 Some(done) = sending.next() => {
                     if let Some(written) = done {
@@ -230,8 +258,8 @@ impl Relay {
                 _ = sleep_until_opt(deadline) => break,
             }
         }
-        let left_pending = sending.len() as u64;
-        drop(sending);
+        let left_pending = (sending.len() + queued.len()) as u64;
+        drop((sending, queued));
         drop(write_tx);
         // What finished is recorded while Redis answers, within what is left of the time.
         let remaining = deadline.map_or(cfg.shutdown_timeout, |d| {
@@ -356,36 +384,45 @@ impl Sends {
     }
 }
 
-/// One message on its way. A CCS message is submitted from the relay's loop so that
-/// what waits for its outcome is small (a `PendingAck`); other transports' sends are boxed.
+/// One message on its way, submitted from the relay's loop: what waits for its outcome is
+/// small (an entry of the queued map, or a boxed send of another transport).
 struct Flight {
     started: Instant,
     id: String,
     to: String,
-    sending: InFlight,
+    entry_id: String,
+    permit: OwnedSemaphorePermit,
 }
 
 impl Flight {
-    async fn start(sender: &Sender, outgoing: Outgoing) -> Flight {
-        let started = Instant::now();
-        let (id, to) = (outgoing.id().to_owned(), outgoing.target().to_owned());
+    fn of(outgoing: &Outgoing, entry_id: String, permit: OwnedSemaphorePermit) -> Flight {
         Flight {
-            started,
-            id,
-            to,
-            sending: sender.start(outgoing).await,
+            started: Instant::now(),
+            id: outgoing.id().to_owned(),
+            to: outgoing.target().to_owned(),
+            entry_id,
+            permit,
         }
+    }
+
+    /// Waits for `sending`, then [`land`](Self::land)s.
+    async fn finish(
+        self,
+        sending: InFlight,
+        refused: Arc<AtomicBool>,
+    ) -> Option<(Written, OwnedSemaphorePermit)> {
+        let finished = sending.finish().await;
+        self.land(finished, &refused)
     }
 
     /// Its record; `None` when its end is not an outcome of the message (the key was
     /// refused, the sender closed): the entry then stays pending.
-    async fn finish(
+    fn land(
         self,
-        entry_id: String,
-        permit: OwnedSemaphorePermit,
-        refused: Arc<AtomicBool>,
+        finished: Finished,
+        refused: &AtomicBool,
     ) -> Option<(Written, OwnedSemaphorePermit)> {
-        let Finished { result, attempts } = self.sending.finish().await;
+        let Finished { result, attempts } = finished;
         match &result {
             Err(SendError::Closed) => return None,
             Err(e) if e.is_auth_refused() => {
@@ -396,12 +433,12 @@ impl Flight {
         }
         let record = Record::sent(self.id, self.to, result, attempts, self.started.elapsed());
         let written = Written {
-            entry_id,
+            entry_id: self.entry_id,
             read_at: self.started,
             record,
             dead: None,
         };
-        Some((written, permit))
+        Some((written, self.permit))
     }
 }
 
