@@ -10,7 +10,7 @@ use super::validate::{check_ttl, http_only, invalid};
 use super::{Message, MessageBuilder, Notification, ValidationError};
 
 /// The top-level members a downstream object may have, for [`read_direct`]'s check for repeats.
-const MEMBERS: [&str; 13] = [
+pub(super) const MEMBERS: [&str; 13] = [
     "to",
     "condition",
     "message_id",

@@ -591,28 +591,17 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-const FIELDS: &[&str] = &[
-    "to",
-    "condition",
-    "message_id",
-    "collapse_key",
-    "priority",
-    "content_available",
-    "mutable_content",
-    "time_to_live",
-    "delay_while_idle",
-    "delivery_receipt_requested",
-    "dry_run",
-    "data",
-    "notification",
-    "message_type",
-    "registration_ids",
-];
+/// Every member a downstream object may have, and two it must not.
+fn fields() -> Vec<&'static str> {
+    super::json::MEMBERS
+        .into_iter()
+        .chain(["message_type", "registration_ids"])
+        .collect()
+}
 
 /// Objects with mostly known keys and a usually valid `to`, so that many validate.
 fn message_object() -> impl Strategy<Value = Value> {
-    let key =
-        prop_oneof![4 => prop::sample::select(FIELDS).prop_map(str::to_owned), 1 => "[a-z_]{1,8}"];
+    let key = prop_oneof![4 => prop::sample::select(fields()).prop_map(str::to_owned), 1 => "[a-z_]{1,8}"];
     let to = prop::option::weighted(0.9, "(/topics/)?[a-zA-Z0-9_:-]{1,20}");
     (to, prop::collection::btree_map(key, json_value(), 0..5)).prop_map(|(to, fields)| {
         let mut object: Map<String, Value> = fields.into_iter().collect();
