@@ -76,6 +76,16 @@ pub use xmpp::{
 pub mod unstable {
     pub use crate::inbound::{Inbound, classify, classify_general, classify_json};
     pub use crate::wire::*;
+
+    /// A downstream line read member by member (`None`: the value reading decides).
+    pub fn read_direct(line: &str) -> Option<crate::Message> {
+        crate::message::read_direct(line)
+    }
+
+    /// The client's stanza of `m`, as [`Client::submit`](crate::Client::submit) writes it.
+    pub fn message_stanza(out: &mut Vec<u8>, m: &crate::Message) -> Result<(), WireError> {
+        m.write_stanza(out)
+    }
 }
 
 /// The README's Rust examples, compiled by `cargo test` so they stay true.
