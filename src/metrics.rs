@@ -37,7 +37,8 @@ pub(crate) struct Metrics {
     pending: Gauge,
     upstream: Counter,
     latency: Histogram,
-    /// Whether a connection is up (or the sender needs none): what `/healthz` answers.
+    /// Whether messages can go out (a connection is up, or the stream is not the only way):
+    /// what `/healthz` answers.
     healthy: AtomicBool,
     /// The sender's cumulative figures last seen, to turn them into counter increments.
     seen: std::sync::Mutex<(u64, u64)>,
@@ -129,9 +130,9 @@ impl Metrics {
         self.upstream.inc_by(n as u64);
     }
 
-    /// The sender's figures: cumulative retries and reconnects, connections up, and whether
-    /// it is healthy.
-    pub fn sender(&self, retried: u64, reconnects: u64, up: Option<u64>) {
+    /// The sender's figures: cumulative retries and reconnects, connections up (when it has
+    /// a stream), and whether it can send (what `/healthz` answers).
+    pub fn sender(&self, retried: u64, reconnects: u64, up: Option<u64>, healthy: bool) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         self.retries.inc_by(retried.saturating_sub(seen.0));
         self.reconnects.inc_by(reconnects.saturating_sub(seen.1));
@@ -141,7 +142,7 @@ impl Metrics {
                 .get_or_create(&[("state", "up")])
                 .set(up as i64);
         }
-        self.healthy.store(up.is_none_or(|n| n > 0), Relaxed);
+        self.healthy.store(healthy, Relaxed);
     }
 
     pub fn queue(&self, lag: Option<u64>, pending: u64) {
@@ -210,7 +211,7 @@ fn answer<B>(req: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
         "/healthz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            "no connection is up\n".to_owned(),
+            "no connection is up, and the stream is the only way out\n".to_owned(),
         ),
         _ => (
             StatusCode::NOT_FOUND,

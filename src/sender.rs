@@ -248,6 +248,12 @@ impl Sender {
         }
     }
 
+    /// Whether CCS messages wait for the stream: it is their only transport (no HTTP
+    /// fallback), so without a connection up they cannot go out.
+    pub(crate) fn needs_stream(&self) -> bool {
+        self.stream.is_some() && self.http.is_none()
+    }
+
     /// Whether CCS messages have a transport (a sender for Web Push alone has none).
     pub fn sends_ccs(&self) -> bool {
         self.stream.is_some() || self.http.is_some()

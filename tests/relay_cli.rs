@@ -25,9 +25,14 @@ impl Scratch {
 
     /// `gcm-ccs relay` for the Redis at `url`.
     fn relay_at(&self, url: &str, emu: &Emulator, name: &str, extra: &[&str]) -> Command {
+        self.relay_to(url, &emu.addr().to_string(), name, extra)
+    }
+
+    /// `gcm-ccs relay` for the Redis at `url`, with CCS at `endpoint`.
+    fn relay_to(&self, url: &str, endpoint: &str, name: &str, extra: &[&str]) -> Command {
         let mut cmd = bin();
         cmd.args(["relay", "--redis", url, "--consumer", name])
-            .args(["--sender-id", SENDER, "--endpoint", &emu.addr().to_string()])
+            .args(["--sender-id", SENDER, "--endpoint", endpoint])
             .arg("--ca-file")
             .arg(self.path("ca.pem"))
             .args(extra)
@@ -532,6 +537,20 @@ async fn enqueue_reports_bad_lines_by_number_and_enqueues_the_rest() {
 }
 
 /// `GET path` over plain HTTP/1.1; the status and body.
+/// Where `relay` serves its metrics, from its stderr.
+async fn metrics_addr(relay: &Proc) -> String {
+    within(30, "the metrics address on stderr", || {
+        relay.stderr().contains("metrics on")
+    })
+    .await;
+    let err = relay.stderr();
+    let line = err.lines().find(|l| l.contains("metrics on")).unwrap();
+    line.trim()
+        .trim_start_matches("metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned()
+}
+
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     write!(
@@ -571,17 +590,7 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
     produce(&mut conn, 40, "t");
     produce(&mut conn, 10, "gone-");
     let relay = spawn(scratch.relay(&redis, &emu, "m", &["--metrics-listen", "127.0.0.1:0"]));
-    within(30, "the metrics address on stderr", || {
-        relay.stderr().contains("metrics on")
-    })
-    .await;
-    let err = relay.stderr();
-    let line = err.lines().find(|l| l.contains("metrics on")).unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("metrics on http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let addr = metrics_addr(&relay).await;
     within(30, "50 recorded", || xlen(&mut conn, "gcm:results") >= 50).await;
     // Gauges refresh every 2 s.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -609,6 +618,51 @@ async fn metrics_are_prometheus_text_and_match_the_results() {
         get(&addr, "/healthz").0 == 503
     })
     .await;
+    signal(&relay, libc::SIGTERM);
+    assert_eq!(finish(relay, 30).await.0, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_http_as_the_fallback_a_relay_without_a_stream_is_healthy_and_sends() {
+    let redis = Redis::start();
+    let mut conn = redis.conn();
+    let mut cfg = EmulatorConfig::new(SENDER, KEY);
+    cfg.http_listen = Some(([127, 0, 0, 1], 0).into());
+    let emu = Emulator::start(cfg).await.unwrap();
+    let scratch = Scratch::new(&emu);
+    // CCS where nothing listens: the stream never comes up.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let http_url = emu.http_url().unwrap();
+    let args = [
+        "--via",
+        "auto",
+        "--http-url",
+        &http_url,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--unavailable-after",
+        "1",
+    ];
+    let relay = spawn(scratch.relay_to(&redis.url(), &endpoint, "auto", &args));
+    let addr = metrics_addr(&relay).await;
+    produce(&mut conn, 20, "tok-");
+    within(30, "20 recorded", || xlen(&mut conn, "gcm:results") >= 20).await;
+    assert_eq!(
+        emu.http_requests().len(),
+        20,
+        "every message went over HTTP"
+    );
+    // Gauges refresh every 2 s: no connection up, and still healthy.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let s = samples(&get(&addr, "/metrics").1);
+    assert_eq!(s[r#"gcm_ccs_relay_connections{state="up"}"#], 0.0);
+    assert_eq!(
+        s[r#"gcm_ccs_relay_messages_total{outcome="acked",code=""}"#],
+        20.0
+    );
+    assert_eq!(get(&addr, "/healthz").0, 200);
     signal(&relay, libc::SIGTERM);
     assert_eq!(finish(relay, 30).await.0, Some(0));
 }

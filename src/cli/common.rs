@@ -141,6 +141,11 @@ pub struct XmppArgs {
     /// [default: 30].
     #[arg(long, value_name = "SECS", env = "GCM_CCS_START_BUDGET")]
     start_budget: Option<u64>,
+    /// With no connection up for this long, messages waiting for the stream fail (with
+    /// --via auto: go over HTTP instead).
+    #[arg(long, value_name = "SECS", default_value_t = 30, env = "GCM_CCS_UNAVAILABLE_AFTER",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    unavailable_after: u64,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -166,6 +171,7 @@ impl XmppArgs {
         cfg.connect_timeout = Duration::from_secs(self.connect_timeout);
         cfg.handshake_timeout = cfg.connect_timeout;
         cfg.start_budget = self.start_budget.map(Duration::from_secs);
+        cfg.reconnect.unavailable_after = Duration::from_secs(self.unavailable_after);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -451,8 +451,10 @@ async fn observe(mut store: Store, sender: Sender, metrics: Arc<Metrics>) {
             .as_ref()
             .filter(|_| sender.sends_ccs())
             .map(|s| s.connections);
+        // With HTTP as the fallback, messages go out while the stream is down.
+        let healthy = !sender.needs_stream() || up.is_some_and(|n| n > 0);
         let (retried, reconnects) = stats.map_or((0, 0), |s| (s.retried, s.reconnects));
-        metrics.sender(retried, reconnects, up);
+        metrics.sender(retried, reconnects, up, healthy);
         match store.queue_figures().await {
             Ok((lag, pending)) => metrics.queue(lag, pending),
             Err(e) => warn!(error = %e, "cannot read the queue's lag and pending count"),
