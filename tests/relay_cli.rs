@@ -296,9 +296,9 @@ async fn http_and_web_push_entries_and_what_a_relay_cannot_send_is_dead_lettered
     within(30, "recorded", || xlen(&mut conn, "gcm:results") >= 21).await;
     signal(&relay, libc::SIGTERM);
     assert_eq!(finish(relay, 30).await.0, Some(0));
-    let mut webpush_only = bin();
-    webpush_only
-        .args([
+    let webpush_only = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.args([
             "relay",
             "--redis",
             &redis.url(),
@@ -306,8 +306,20 @@ async fn http_and_web_push_entries_and_what_a_relay_cannot_send_is_dead_lettered
             "webpush-only",
         ])
         .args(vapid)
+        .args(extra)
         .env_remove("GCM_API_KEY");
-    let relay = spawn(webpush_only);
+        cmd
+    };
+    // CCS options that name a sender and do not work (here: no key) are an error, not a
+    // Web Push-only relay.
+    let out = output(webpush_only(&["--sender-id", SENDER])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no server key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let relay = spawn(webpush_only(&[]));
     let gone_ccs = produce(&mut conn, 1, "nowhere-").remove(0);
     within(30, "recorded", || xlen(&mut conn, "gcm:results") >= 22).await;
     signal(&relay, libc::SIGTERM);

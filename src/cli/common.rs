@@ -101,6 +101,11 @@ impl AuthArgs {
         Ok(key.to_owned())
     }
 
+    /// Whether a server key is given at all (a file, or the environment variable).
+    pub fn names_a_key(&self) -> bool {
+        self.api_key_file.is_some() || std::env::var_os(KEY_ENV).is_some()
+    }
+
     /// The default roots plus `--ca-file`.
     pub fn trust(&self) -> Result<Trust, Failure> {
         trust(self.ca_file.as_deref())
@@ -155,6 +160,11 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
 }
 
 impl XmppArgs {
+    /// Whether the options name a CCS sender: a sender id or a server key.
+    pub fn names_a_sender(&self) -> bool {
+        self.sender_id.is_some() || self.auth.names_a_key()
+    }
+
     /// A client configuration from the options, the key and the CA file.
     pub fn config(&self) -> Result<Config, Failure> {
         let sender_id = self.sender_id.as_deref().ok_or_else(|| {

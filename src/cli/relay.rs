@@ -133,7 +133,8 @@ pub async fn run(args: RelayArgs) -> Result<u8, Failure> {
     // A relay for Web Push alone needs no CCS options.
     let ccs = match args.sending.ccs() {
         Ok(plan) => Some(plan),
-        Err(f) if webpush.is_none() => return Err(f),
+        // Options that name a CCS sender and do not work are a mistake, not Web Push only.
+        Err(f) if webpush.is_none() || args.sending.xmpp.names_a_sender() => return Err(f),
         Err(f) => {
             eprintln!(
                 "note: Web Push only ({}): CCS entries are dead-lettered",
