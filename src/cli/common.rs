@@ -143,7 +143,7 @@ pub struct XmppArgs {
     connect_timeout: u64,
     /// How long the first connection is retried after failures that may pass (refused, reset,
     /// timed out, not TLS, protocol errors); a refused key or certificate ends the run at once
-    /// [default: 30].
+    /// [default: --unavailable-after].
     #[arg(long, value_name = "SECS", env = "GCM_CCS_START_BUDGET")]
     start_budget: Option<u64>,
     /// With no connection up for this long, messages waiting for the stream fail (with

@@ -190,7 +190,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = &mut stop, if !stopping => {
-                    info!(in_flight = sending.len(), "stopping: no more entries are read");
+                    info!(in_flight = sending.len() + queued.len(), "stopping: no more entries are read");
                     reader.0.abort();
                     deadline = Some(Instant::now() + cfg.shutdown_timeout);
                 }

@@ -115,7 +115,7 @@ pub async fn run(args: SendArgs) -> Result<u8, Failure> {
     let progress = Arc::new(Progress::default());
     progress.done.store(done.count, Relaxed);
     let reporter = Reporter::start(progress.clone(), total);
-    // Batches of at most feed::LANDED_BATCH records.
+    // Batches of landed records (what one wake-up of the landing task brought).
     let (records, rx) = mpsc::channel(64);
     let writer = {
         let progress = progress.clone();
@@ -245,7 +245,8 @@ fn plan(args: &SenderArgs) -> Result<(Result<Plan, Failure>, Option<WebPushConfi
     }
 }
 
-/// The input stream, and the file whose lines the progress display counts.
+/// The input stream, and the file whose lines the progress display counts (a regular file
+/// only: counting a pipe would take lines from the feeder).
 fn open_input(
     path: &Path,
 ) -> Result<(Box<dyn AsyncBufRead + Send + Unpin>, Option<PathBuf>), Failure> {
@@ -256,10 +257,11 @@ fn open_input(
         Failure::usage(format!("cannot read the input {}: {e}", path.display()))
     };
     let file = std::fs::File::open(path).map_err(cannot)?;
+    let countable = file.metadata().map_err(cannot)?.is_file();
     let file = tokio::fs::File::from_std(file);
     Ok((
         Box::new(BufReader::with_capacity(256 * 1024, file)),
-        Some(path.to_owned()),
+        countable.then(|| path.to_owned()),
     ))
 }
 
@@ -293,5 +295,22 @@ fn summarize(
         msgs_per_s: count(&progress.submitted) as f64 / elapsed.as_secs_f64().max(1e-9),
         latency_ms_p50: tally.latencies.quantile_ms(0.5),
         latency_ms_p99: tally.latencies.quantile_ms(0.99),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_input;
+
+    #[tokio::test]
+    async fn only_a_regular_file_is_counted_for_the_display() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.ndjson");
+        std::fs::write(&file, "{}\n").unwrap();
+        let (_, counted) = open_input(&file).ok().unwrap();
+        assert_eq!(counted.as_deref(), Some(file.as_path()));
+        // A device (like a pipe) is read once, by the feeder alone.
+        let (_, counted) = open_input(std::path::Path::new("/dev/null")).ok().unwrap();
+        assert_eq!(counted, None);
     }
 }

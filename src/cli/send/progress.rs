@@ -92,6 +92,8 @@ impl Reporter {
             let task = tokio::spawn(async move {
                 let period = Duration::from_secs(5);
                 let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+                // A slow count must not be followed by a burst of lines.
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
                 let total = match input {
                     Some(path) => tokio::task::spawn_blocking(move || count_lines(&path))
